@@ -1,0 +1,52 @@
+# The README's commands. Each installs what it needs: a .venv with poise installed editable,
+# and (as root, on Debian) the mosquitto and influxdb packages when missing.
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTHON  ?= python3
+SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd
+
+.PHONY: demo test unit lint bench services clean help
+
+help:
+	@echo "make demo   - run the whole pipeline locally with simulated patients"
+	@echo "make test   - lint, type-check and run every test against real services"
+	@echo "make lint   - ruff and mypy only"
+	@echo "make bench  - benchmarks; results go to docs/benchmarks.md by hand"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else echo "python3 -m venv failed: install python3-venv (Debian) and retry" >&2; exit 1; fi; }
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+services:
+	@missing=""; for b in $(SERVICE_BINS); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages mosquitto and influxdb (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto influxdb >/dev/null; \
+	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto influxdb" >&2; exit 1; fi; \
+	fi
+
+demo: $(STAMP) services
+	$(BIN)/poise demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check poise collector analysis tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test: $(STAMP) services lint
+	$(BIN)/pytest
+
+bench: $(STAMP) services
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The science: pure metric code and the worker shell around it."""

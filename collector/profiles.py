@@ -1,0 +1,288 @@
+"""Firmware profiles: one declarative TOML file per sensor model, read by one generic engine.
+
+A profile says how to recognise the device, which GATT characteristics to use, what to
+write to configure and start it, and the layout of its data packets as a table of fields
+(one row per field: channel, type, offset, scale, unit). Adding a sensor is adding a file.
+
+Loading validates everything and fails with ``ProfileError`` naming the file, the field,
+what was expected and what was found. Pure: reads files, touches no radio.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
+
+G = 9.80665
+# unit name -> factor to the SI unit of its channel family
+UNIT_TO_SI: dict[str, float] = {
+    "m/s2": 1.0,
+    "g": G,
+    "mg": G / 1000.0,
+    "rad/s": 1.0,
+    "deg/s": math.pi / 180.0,
+    "mdeg/s": math.pi / 180_000.0,
+    "uT": 1.0,
+    "gauss": 100.0,
+    "mgauss": 0.1,
+    "rad": 1.0,
+    "deg": math.pi / 180.0,
+    "1": 1.0,
+}
+TYPES: dict[str, str] = {
+    "i8": "b",
+    "u8": "B",
+    "i16": "h",
+    "u16": "H",
+    "i32": "i",
+    "u32": "I",
+    "i64": "q",
+    "u64": "Q",
+    "f32": "f",
+    "f64": "d",
+}
+SAMPLE_CHANNELS = (
+    "acc_x",
+    "acc_y",
+    "acc_z",
+    "gyr_x",
+    "gyr_y",
+    "gyr_z",
+    "mag_x",
+    "mag_y",
+    "mag_z",
+)
+FRAMINGS = ("stream", "packet")
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names file, field, expected, found."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str  # a SAMPLE_CHANNELS name, or any other name for extra values (angles, ...)
+    offset: int
+    fmt: str  # struct format with byte order, e.g. "<h"
+    scale: float  # raw integer -> unit
+    unit: str
+    to_si: float  # unit -> SI
+
+    @property
+    def size(self) -> int:
+        return struct.calcsize(self.fmt)
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    header: bytes
+    length: int
+    kind: str  # "sample" (decoded into a sample) or "other" (recognised, skipped)
+    fields: tuple[FieldSpec, ...]
+
+
+@dataclass(frozen=True)
+class Write:
+    data: bytes
+    response: bool
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    model: str
+    source: str
+    path: Path
+    name_prefixes: tuple[str, ...]
+    service_uuids: tuple[str, ...]
+    service: str
+    notify: str
+    write: str | None
+    framing: str
+    records: tuple[RecordSpec, ...]
+    channels: tuple[str, ...]  # the sample channels every sample record carries
+    rate_writes: dict[int, tuple[Write, ...]]
+    default_rate_hz: int
+    start: tuple[Write, ...]
+    max_record_length: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_record_length", max(r.length for r in self.records))
+
+    def matches(self, name: str | None, service_uuids: list[str]) -> bool:
+        uuids = {u.lower() for u in service_uuids}
+        if any(u in uuids for u in self.service_uuids):
+            return True
+        return name is not None and any(name.startswith(p) for p in self.name_prefixes)
+
+
+class _Reader:
+    """Typed access to a TOML table that reports the path of every bad value."""
+
+    def __init__(self, path: Path, table: dict[str, Any], where: str = "") -> None:
+        self.path, self.table, self.where = path, table, where
+
+    def _fail(self, key: str, expected: str, found: Any) -> ProfileError:
+        name = f"{self.where}.{key}" if self.where else key
+        return ProfileError(
+            f"{self.path.name}: field '{name}': expected {expected}, found {found!r}"
+        )
+
+    def get(
+        self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...
+    ) -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise self._fail(key, expected, "nothing (missing)")
+            return default
+        value = self.table[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise self._fail(key, expected, value)
+        return value
+
+    def hex(self, key: str, default: Any = ...) -> bytes:
+        text = self.get(key, str, "a hex string such as 'ffaa0309 00'", default)
+        if text is None:
+            return b""
+        try:
+            return bytes.fromhex(text.replace(" ", ""))
+        except ValueError:
+            raise self._fail(key, "a hex string", text) from None
+
+    def sub(self, key: str, default: Any = ...) -> _Reader:
+        value = self.get(key, dict, "a table", {} if default is not ... else default)
+        return _Reader(self.path, value, f"{self.where}.{key}" if self.where else key)
+
+    def subs(self, key: str) -> list[_Reader]:
+        items = self.get(key, list, "an array of tables", [])
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self._fail(f"{key}[{i}]", "a table", item)
+            out.append(_Reader(self.path, item, f"{self.where}.{key}[{i}]".lstrip(".")))
+        return out
+
+
+def _writes(readers: list[_Reader]) -> tuple[Write, ...]:
+    return tuple(
+        Write(
+            r.hex("hex"),
+            r.get("response", bool, "true or false", False),
+            float(r.get("delay_s", (int, float), "seconds", 0.0)),
+        )
+        for r in readers
+    )
+
+
+def load_profile(path: Path | str) -> Profile:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path.name}: not valid TOML: {exc}") from None
+    top = _Reader(path, doc)
+    endian = top.get("endian", str, "'little' or 'big'", "little")
+    if endian not in ("little", "big"):
+        raise top._fail("endian", "'little' or 'big'", endian)
+    order = "<" if endian == "little" else ">"
+    match = top.sub("match", {})
+    gatt = top.sub("gatt")
+    packet = top.sub("packet")
+    framing = packet.get("framing", str, f"one of {FRAMINGS}")
+    if framing not in FRAMINGS:
+        raise packet._fail("framing", f"one of {FRAMINGS}", framing)
+    records = []
+    for rec in packet.subs("records"):
+        length = rec.get("length", int, "a record length in bytes")
+        kind = rec.get("kind", str, "'sample' or 'other'", "sample")
+        if kind not in ("sample", "other"):
+            raise rec._fail("kind", "'sample' or 'other'", kind)
+        fields = []
+        for f in rec.subs("fields"):
+            type_name = f.get("type", str, f"one of {sorted(TYPES)}")
+            if type_name not in TYPES:
+                raise f._fail("type", f"one of {sorted(TYPES)}", type_name)
+            unit = f.get("unit", str, f"one of {sorted(UNIT_TO_SI)}")
+            if unit not in UNIT_TO_SI:
+                raise f._fail("unit", f"one of {sorted(UNIT_TO_SI)}", unit)
+            spec = FieldSpec(
+                name=f.get("name", str, "a channel name such as 'acc_x'"),
+                offset=f.get("offset", int, "a byte offset"),
+                fmt=order + TYPES[type_name],
+                scale=float(f.get("scale", (int, float), "a number", 1.0)),
+                unit=unit,
+                to_si=UNIT_TO_SI[unit],
+            )
+            if spec.offset < 0 or spec.offset + spec.size > length:
+                raise f._fail("offset", f"a field inside the {length}-byte record", spec.offset)
+            fields.append(spec)
+        records.append(RecordSpec(rec.hex("header", None), length, kind, tuple(fields)))
+    if not records:
+        raise packet._fail("records", "at least one record", [])
+    if framing == "stream" and any(not r.header for r in records):
+        raise packet._fail(
+            "records", "a header on every record of a 'stream' framing", "a record without"
+        )
+    sample_records = [r for r in records if r.kind == "sample"]
+    channel_sets = {
+        tuple(f.name for f in r.fields if f.name in SAMPLE_CHANNELS) for r in sample_records
+    }
+    if len(channel_sets) != 1 or not next(iter(channel_sets)):
+        raise packet._fail(
+            "records", "sample records that all carry the same sample channels", channel_sets
+        )
+    rates = top.sub("rates", {})
+    rate_writes = {}
+    for key, value in rates.get("writes", dict, "a table of rate -> writes", {}).items():
+        if not key.isdigit() or not isinstance(value, list):
+            raise rates._fail(f"writes.{key}", "a rate in Hz with an array of writes", value)
+        rate_writes[int(key)] = _writes([_Reader(path, v, f"rates.writes.{key}") for v in value])
+    default_rate = rates.get("default_hz", int, "a rate in Hz", 100)
+    if rate_writes and default_rate not in rate_writes:
+        raise rates._fail("default_hz", f"one of {sorted(rate_writes)}", default_rate)
+    return Profile(
+        id=top.get("id", str, "the profile id"),
+        model=top.get("model", str, "the device model"),
+        source=top.get("source", str, "where the protocol facts come from"),
+        path=path,
+        name_prefixes=tuple(match.get("name_prefixes", list, "a list of names", [])),
+        service_uuids=tuple(
+            u.lower() for u in match.get("service_uuids", list, "a list of UUIDs", [])
+        ),
+        service=gatt.get("service", str, "a service UUID").lower(),
+        notify=gatt.get("notify", str, "a characteristic UUID").lower(),
+        write=(gatt.get("write", str, "a characteristic UUID", None) or None),
+        framing=framing,
+        records=tuple(records),
+        channels=next(iter(channel_sets)),
+        rate_writes=rate_writes,
+        default_rate_hz=default_rate,
+        start=_writes(top.subs("start")),
+    )
+
+
+def load_all(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
+    profiles: dict[str, Profile] = {}
+    for path in sorted(directory.glob("*.toml")):
+        prof = load_profile(path)
+        if prof.id in profiles:
+            raise ProfileError(
+                f"{path.name}: id {prof.id!r} is already used by {profiles[prof.id].path.name}"
+            )
+        profiles[prof.id] = prof
+    return profiles
+
+
+def get(profile_id: str, directory: Path = PROFILE_DIR) -> Profile:
+    path = directory / f"{profile_id}.toml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.toml")))
+        raise ProfileError(f"no profile {profile_id!r}; known: {known}")
+    return load_profile(path)

@@ -1,0 +1,290 @@
+"""Virtual sensors: a simulated patient whose IMUs emit device-native BLE notifications.
+
+The motion is built from segment orientations and positions (so accelerometer and gyroscope
+agree with each other and with the ground truth kept alongside), then encoded in a firmware
+profile's own packet layout and cut into notifications with BLE-like timing (connection
+events, bursts, jitter). Those bytes go through the same decoder, clock model and framer as
+a real sensor's.
+
+Pure: every random draw comes from the ``numpy.random.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.profiles import G
+
+Array = npt.NDArray[np.float64]
+PLACEMENTS = ("lower_back", "thigh", "shank")
+ACTIVITIES = ("quiet_stance", "knee_flexion", "sit_to_stand", "walking")
+
+
+@dataclass(frozen=True)
+class SensorTrace:
+    """What one sensor measured (sensor frame, SI units) and the truth behind it."""
+
+    time_s: Array
+    acc: Array  # (n, 3) m/s²
+    gyr: Array  # (n, 3) rad/s
+    quat_wxyz: Array  # (n, 4) sensor-to-earth (ENU), ground truth
+    truth: dict[str, Array] = field(default_factory=dict)  # e.g. knee_angle_deg
+
+
+def _rotmat_x(a: Array) -> Array:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack(
+        [np.stack([o, z, z], -1), np.stack([z, c, -s], -1), np.stack([z, s, c], -1)], -2
+    )
+
+
+def _rotmat_y(a: Array) -> Array:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack(
+        [np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2
+    )
+
+
+def _mat_to_quat(r: Array) -> Array:
+    """Rotation matrices (n,3,3) to unit quaternions (n,4) w,x,y,z (Shepperd's method)."""
+    out = np.empty((r.shape[0], 4))
+    for i, m in enumerate(r):
+        tr = m[0, 0] + m[1, 1] + m[2, 2]
+        if tr > 0:
+            s = math.sqrt(tr + 1.0) * 2
+            out[i] = (
+                0.25 * s,
+                (m[2, 1] - m[1, 2]) / s,
+                (m[0, 2] - m[2, 0]) / s,
+                (m[1, 0] - m[0, 1]) / s,
+            )
+        elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+            s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
+            out[i] = (
+                (m[2, 1] - m[1, 2]) / s,
+                0.25 * s,
+                (m[0, 1] + m[1, 0]) / s,
+                (m[0, 2] + m[2, 0]) / s,
+            )
+        elif m[1, 1] > m[2, 2]:
+            s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
+            out[i] = (
+                (m[0, 2] - m[2, 0]) / s,
+                (m[0, 1] + m[1, 0]) / s,
+                0.25 * s,
+                (m[1, 2] + m[2, 1]) / s,
+            )
+        else:
+            s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
+            out[i] = (
+                (m[1, 0] - m[0, 1]) / s,
+                (m[0, 2] + m[2, 0]) / s,
+                (m[1, 2] + m[2, 1]) / s,
+                0.25 * s,
+            )
+    return out
+
+
+def imu_from_motion(
+    time_s: Array, r_earth: Array, pos_earth: Array, mount: Array
+) -> tuple[Array, Array, Array]:
+    """Ideal IMU readings of a sensor fixed to a moving segment.
+
+    r_earth (n,3,3): segment-to-earth rotation; pos_earth (n,3) m: sensor position;
+    mount (3,3): sensor-to-segment rotation. Returns acc (specific force, m/s²) and gyr
+    (rad/s) in the sensor frame, and the sensor-to-earth rotations."""
+    r_s = r_earth @ mount
+    dt = np.gradient(time_s)
+    acc_lin = np.gradient(np.gradient(pos_earth, time_s, axis=0), time_s, axis=0)
+    f_earth = acc_lin + np.array([0.0, 0.0, G])
+    acc = np.einsum("nji,nj->ni", r_s, f_earth)  # R^T f
+    # angular velocity in the sensor frame: vee(R^T dR/dt)
+    dr = np.gradient(r_s, axis=0) / dt[:, None, None]
+    w = np.einsum("nji,njk->nik", r_s, dr)
+    gyr = 0.5 * np.stack(
+        [w[:, 2, 1] - w[:, 1, 2], w[:, 0, 2] - w[:, 2, 0], w[:, 1, 0] - w[:, 0, 1]], -1
+    )
+    return acc, gyr, r_s
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, fs: float, cutoff_hz: float) -> Array:
+    """Gaussian noise low-passed by a moving average ~1/cutoff long, unit RMS."""
+    width = max(1, round(fs / cutoff_hz))
+    x = np.convolve(rng.standard_normal(n + width), np.ones(width) / width, mode="valid")[:n]
+    return x / (np.std(x) or 1.0)
+
+
+@dataclass(frozen=True)
+class PatientParams:
+    """How one simulated patient moves. Amplitudes are deliberately clinical-looking."""
+
+    sway_rms_m_s2: float = 0.05  # trunk acceleration at L5 in quiet stance
+    knee_rom_deg: float = 90.0
+    rep_period_s: float = 3.0
+    step_hz: float = 1.8
+    mount_tilt_deg: float = 8.0  # sloppy mounting, per sensor, random axis
+    gyro_noise_rad_s: float = 0.003
+    acc_noise_m_s2: float = 0.02
+
+
+def simulate_patient(
+    rng: np.random.Generator,
+    duration_s: float,
+    rate_hz: float = 100.0,
+    params: PatientParams | None = None,
+    activities: tuple[str, ...] = ACTIVITIES,
+    activity_s: float = 15.0,
+) -> dict[str, SensorTrace]:
+    """Three sensors (lower back, right thigh, right shank) through a cycle of activities."""
+    p = params or PatientParams()
+    n = max(2, round(duration_s * rate_hz))
+    t = np.arange(n) / rate_hz
+    act = np.array([activities[int(x // activity_s) % len(activities)] for x in t])
+    tt = t % activity_s  # time within the activity
+
+    # Trunk: pitch about the ML (earth y) axis and roll about AP (earth x); small sway.
+    sway_ap = _smooth_noise(rng, n, rate_hz, 0.6) * p.sway_rms_m_s2
+    sway_ml = _smooth_noise(rng, n, rate_hz, 0.6) * p.sway_rms_m_s2 * 0.7
+    trunk_pitch = np.zeros(n)
+    hip_height = np.full(n, 1.0)
+    pos_trunk = np.zeros((n, 3))
+    knee = np.zeros(n)  # knee flexion, rad
+    hip = np.zeros(n)  # hip flexion, rad
+
+    quiet = act == "quiet_stance"
+    # integrate the sway accelerations twice (detrended) into a position path
+    for axis, a in ((0, sway_ap), (1, sway_ml)):
+        v = np.cumsum(a) / rate_hz
+        v -= np.convolve(v, np.ones(201) / 201, mode="same")
+        pos = np.cumsum(v) / rate_hz
+        pos -= np.convolve(pos, np.ones(201) / 201, mode="same")
+        pos_trunk[:, axis] = np.where(quiet, pos, 0.0)
+
+    flex = act == "knee_flexion"
+    knee = np.where(
+        flex, np.radians(p.knee_rom_deg) * 0.5 * (1 - np.cos(2 * np.pi * tt / p.rep_period_s)), knee
+    )
+    hip = np.where(flex, np.radians(90.0), hip)  # seated knee extension-flexion
+    hip_height = np.where(flex, 0.5, hip_height)
+
+    sts = act == "sit_to_stand"
+    cycle = 4.0
+    phase = (tt % cycle) / cycle  # 0 sit .. 0.5 standing .. 1 sit
+    stand = 0.5 * (1 - np.cos(2 * np.pi * phase))
+    lean = np.sin(np.pi * np.clip(phase * 2, 0, 1)) * np.radians(35)
+    trunk_pitch = np.where(sts, lean * (phase < 0.5), trunk_pitch)
+    hip = np.where(sts, np.radians(90) * (1 - stand), hip)
+    knee = np.where(sts, np.radians(90) * (1 - stand), knee)
+    hip_height = np.where(sts, 0.5 + 0.5 * stand, hip_height)
+
+    walk = act == "walking"
+    gait = 2 * np.pi * (p.step_hz / 2) * tt
+    hip = np.where(walk, np.radians(20) * np.sin(gait), hip)
+    knee = np.where(walk, np.radians(30) * (1 + np.sin(gait - 1.2)), knee)
+    # on a treadmill, as it were: constant walking speed adds no acceleration
+    pos_trunk[:, 0] = np.where(walk, 0.03 * np.sin(2 * np.pi * p.step_hz * tt), pos_trunk[:, 0])
+    hip_height = np.where(walk, 1.0 + 0.02 * np.cos(2 * np.pi * p.step_hz * tt), hip_height)
+
+    # smooth the joins between activities (~1 s) so accelerations stay physical
+    half = round(0.5 * rate_hz)
+    k = np.hanning(2 * half + 1)
+    k /= k.sum()
+    for arr in (trunk_pitch, hip, knee, hip_height, pos_trunk[:, 0], pos_trunk[:, 1]):
+        arr[:] = np.convolve(np.pad(arr, half, mode="edge"), k, mode="valid")
+    pos_trunk[:, 2] = hip_height + 0.1
+
+    r_trunk = _rotmat_y(trunk_pitch)
+    r_thigh = _rotmat_y(hip)  # segment frames: x forward, y left, z up along the segment
+    r_shank = _rotmat_y(hip - knee)
+    pos_thigh = pos_trunk + np.einsum("nij,j->ni", r_thigh, [0.0, -0.1, -0.2])
+    knee_pos = pos_trunk + np.einsum("nij,j->ni", r_thigh, [0.0, -0.1, -0.45])
+    pos_shank = knee_pos + np.einsum("nij,j->ni", r_shank, [0.05, 0.0, -0.2])
+
+    def mount() -> Array:
+        axis = rng.standard_normal(3)
+        axis /= np.linalg.norm(axis)
+        ang = np.radians(p.mount_tilt_deg)
+        kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rot: Array = np.eye(3) + math.sin(ang) * kx + (1 - math.cos(ang)) * kx @ kx
+        return rot
+
+    out = {}
+    for name, r_seg, pos in (
+        ("lower_back", r_trunk, pos_trunk),
+        ("thigh", r_thigh, pos_thigh),
+        ("shank", r_shank, pos_shank),
+    ):
+        acc, gyr, r_s = imu_from_motion(t, r_seg, pos, mount())
+        acc = acc + rng.standard_normal(acc.shape) * p.acc_noise_m_s2
+        gyr = gyr + rng.standard_normal(gyr.shape) * p.gyro_noise_rad_s
+        truth = {"activity_index": np.array([activities.index(a) for a in act], dtype=np.float64)}
+        if name == "shank":
+            truth["knee_angle_deg"] = np.degrees(knee)
+        out[name] = SensorTrace(t, acc, gyr, _mat_to_quat(r_s), truth)
+    return out
+
+
+def encode_witmotion(acc: Array, gyr: Array, angles_deg: Array | None = None) -> bytes:
+    """WitMotion 0x55 0x61 records: int16 acc/16 g, gyr/2000 deg/s, angles/180 deg (full
+    scale 32768), clipped at full scale as the device saturates."""
+    n = acc.shape[0]
+    ang = np.zeros((n, 3)) if angles_deg is None else angles_deg
+    raw = np.concatenate(
+        [acc / G / 16 * 32768, np.degrees(gyr) / 2000 * 32768, ang / 180 * 32768], axis=1
+    )
+    raw = np.clip(np.round(raw), -32768, 32767).astype("<i2")
+    rec = np.empty((n, 20), dtype=np.uint8)
+    rec[:, 0], rec[:, 1] = 0x55, 0x61
+    rec[:, 2:] = raw.view(np.uint8).reshape(n, 18)
+    return rec.tobytes()
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    """BLE delivery: notifications leave at connection events, a few per event."""
+
+    connection_interval_s: float = 0.015
+    max_payload_bytes: int = 80  # 4 WitMotion records; 20 on a link left at MTU 23
+    split_probability: float = 0.1  # a record split across two notifications
+    jitter_s: float = 0.004  # host scheduling on top of the connection event
+    stall_probability: float = 0.002  # an event that sends nothing (interference): a burst follows
+
+
+def notifications(
+    rng: np.random.Generator,
+    records: bytes,
+    record_len: int,
+    sample_time_s: Array,
+    link: LinkParams | None = None,
+) -> Iterator[tuple[float, bytes]]:
+    """Cut a device's record stream into (arrival time s, notification bytes), in order.
+
+    A record is ready when its sample is taken; at each connection event everything ready
+    is sent in notifications of at most ``max_payload_bytes`` (sometimes split mid-record)."""
+    lp = link or LinkParams()
+    n = len(sample_time_s)
+    ready = 0  # records ready and sent so far
+    sent_bytes = 0
+    t_event = float(sample_time_s[0]) + rng.uniform(0, lp.connection_interval_s)
+    while sent_bytes < len(records):
+        while ready < n and sample_time_s[ready] <= t_event:
+            ready += 1
+        end = ready * record_len
+        if ready == n:
+            end = len(records)
+        if end > sent_bytes and rng.random() >= lp.stall_probability:
+            arrival = t_event + abs(rng.normal(0, lp.jitter_s))
+            while sent_bytes < end:
+                size = min(lp.max_payload_bytes, end - sent_bytes)
+                if size > record_len and rng.random() < lp.split_probability:
+                    size -= record_len // 2
+                yield arrival, records[sent_bytes : sent_bytes + size]
+                sent_bytes += size
+        t_event += lp.connection_interval_s

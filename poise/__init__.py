@@ -1,0 +1,1 @@
+"""poise: live balance and movement analysis for physical therapy, from commodity BLE IMUs."""

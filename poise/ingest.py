@@ -1,0 +1,313 @@
+"""The ingest service: raw frames from MQTT into InfluxDB, at least once, written idempotently.
+
+A frame is acknowledged to the broker only after InfluxDB accepted its samples (paho's
+manual acknowledgement, a persistent MQTT v5 session with ``clean_start=False``). If this
+process dies or InfluxDB is away, the broker keeps and redelivers what was not acknowledged;
+a redelivered frame rewrites the same points (same tags, same timestamps), so storage sees
+each sample exactly once. A malformed payload is counted with its reason, logged, and
+acknowledged so it cannot block the stream; it never stops ingestion.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from poise.core import topics, wire
+from poise.core.influx import InfluxError, InfluxV1, frame_lines, tags_for
+
+log = logging.getLogger("poise.ingest")
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    batch_samples: int = 5000  # write when this many samples are waiting ...
+    flush_s: float = 0.25  # ... or when the oldest waited this long
+    receive_maximum: int = 2000  # unacknowledged frames the broker may send us at once
+    session_expiry_s: int = 7 * 24 * 3600  # how long the broker keeps our queue while we are away
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 5.0
+    group: str | None = None  # shared subscription group for replicas ($share/GROUP/...)
+
+
+@dataclass
+class IngestStats:
+    frames_written: int = 0
+    samples_written: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    write_retries: int = 0
+    batches: int = 0
+    connects: int = 0
+    redelivered: int = 0  # frames the broker sent again (DUP flag): written again, harmlessly
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames_written": self.frames_written,
+            "samples_written": self.samples_written,
+            "frames_rejected": sum(self.rejected.values()),
+            "rejected_by_reason": dict(self.rejected),
+            "write_retries": self.write_retries,
+            "batches": self.batches,
+            "connects": self.connects,
+            "redelivered": self.redelivered,
+        }
+
+
+@dataclass
+class _Msg:
+    epoch: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    dup: bool
+
+
+class Ingest:
+    def __init__(
+        self,
+        mqtt_host: str,
+        mqtt_port: int,
+        influx: InfluxV1,
+        *,
+        client_id: str = "poise-ingest",
+        params: IngestParams | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.p = params or IngestParams()
+        self.influx = influx
+        self.stats = IngestStats()
+        self._host, self._port = mqtt_host, mqtt_port
+        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._stop = threading.Event()
+        self._busy = threading.Event()
+        self._epoch = 0  # connection generation: an ack is only valid on its own connection
+        self._epoch_lock = threading.Lock()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self.subscribed = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="poise-ingest-writer", daemon=True
+        )
+        self.subscription = (
+            f"$share/{topics.check_id('group', self.p.group)}/{topics.RAW_ALL}"
+            if self.p.group
+            else topics.RAW_ALL
+        )
+
+    # --- paho callbacks ---
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        with self._epoch_lock:
+            self._epoch += 1
+        self.stats.connects += 1
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+        # Subscribe every time: a broker that lost its state (killed before saving) has
+        # forgotten the subscription; subscribing again is harmless when it has not.
+        client.subscribe(self.subscription, qos=1)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("the broker refused the subscription to %s: %s", self.subscription, reason_codes)
+            return
+        log.info("subscribed to %s", self.subscription)
+        self.subscribed.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._epoch_lock:
+            self._epoch += 1
+        if not self._stop.is_set():
+            log.warning(
+                "lost the broker (%s); unacknowledged frames will be redelivered", reason_code
+            )
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put(
+            _Msg(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), bool(msg.dup))
+        )
+
+    # --- lifecycle ---
+    def start(self) -> None:
+        self._ensure_schema()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.p.session_expiry_s
+        props.ReceiveMaximum = self.p.receive_maximum
+        self._client.connect_async(
+            self._host, self._port, keepalive=15, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+        self._writer.start()
+
+    def _ensure_schema(self) -> None:
+        delay = self.p.retry_initial_s
+        while not self._stop.is_set():
+            try:
+                self.influx.ensure_schema()
+                return
+            except InfluxError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("InfluxDB not ready (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.p.retry_max_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the batch in hand, then disconnect; what is left is redelivered later."""
+        self._stop.set()
+        self._writer.join(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def idle(self) -> bool:
+        """Nothing received is waiting to be written (for tests and the demo's summary)."""
+        return self._queue.empty() and not self._busy.is_set()
+
+    # --- the writer thread ---
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._busy.set()
+            try:
+                groups = [self._prepare(first)]
+                n_lines = len(groups[0][1])
+                deadline = time.monotonic() + self.p.flush_s
+                while n_lines < self.p.batch_samples:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        groups.append(self._prepare(self._queue.get(timeout=remaining)))
+                    except queue.Empty:
+                        break
+                    n_lines += len(groups[-1][1])
+                if self._write(groups):
+                    self._ack([m for m, _ in groups])
+            except Exception:
+                # Nothing of this batch was acknowledged: the broker redelivers it after a
+                # reconnect, so a bug here costs time, not data.
+                log.exception("ingest batch failed; reconnecting to get it redelivered")
+                self._client.reconnect()
+            finally:
+                self._busy.clear()
+
+    def _prepare(self, msg: _Msg) -> tuple[_Msg, list[str]]:
+        """Decode one message into line protocol, or count it as rejected (no lines)."""
+        if msg.dup:
+            self.stats.redelivered += 1
+        try:
+            key = topics.parse_raw(msg.topic)
+            frame = wire.decode(msg.payload)
+            if frame.sensor_id != key.sensor:
+                raise wire.WireError(
+                    "sensor_mismatch",
+                    f"payload sensor {frame.sensor_id!r} under topic sensor {key.sensor!r}",
+                )
+        except topics.TopicError as exc:
+            self._reject("bad_topic", msg, str(exc))
+            return msg, []
+        except wire.WireError as exc:
+            self._reject(exc.reason, msg, str(exc))
+            return msg, []
+        return msg, frame_lines(frame, tags_for(key.site, key.patient, key.sensor))
+
+    def _reject(self, reason: str, msg: _Msg, detail: str) -> None:
+        self.stats.rejected[reason] += 1
+        # The topic holds pseudonymous ids only, so it may be logged.
+        log.warning("rejected a frame on %s: %s", msg.topic, detail)
+
+    def _write(self, groups: list[tuple[_Msg, list[str]]]) -> bool:
+        lines = [line for _, ls in groups for line in ls]
+        if not lines:
+            return True
+        delay = self.p.retry_initial_s
+        while True:
+            try:
+                self.influx.write(lines)
+                break
+            except InfluxError as exc:
+                if not exc.retryable:
+                    self._write_one_by_one(groups)
+                    return True
+                if self._stop.is_set():
+                    return False
+                self.stats.write_retries += 1
+                log.warning("InfluxDB write failed (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.p.retry_max_s)
+        self.stats.batches += 1
+        self.stats.frames_written += sum(1 for _, ls in groups if ls)
+        self.stats.samples_written += len(lines)
+        return True
+
+    def _write_one_by_one(self, groups: list[tuple[_Msg, list[str]]]) -> None:
+        """InfluxDB refused the batch as a whole: find the frames it refuses, count them."""
+        for i, (msg, lines) in enumerate(groups):
+            if not lines:
+                continue
+            try:
+                self.influx.write(lines)
+                self.stats.frames_written += 1
+                self.stats.samples_written += len(lines)
+            except InfluxError as exc:
+                if exc.retryable:
+                    raise
+                self._reject("influx_refused", msg, str(exc))
+                groups[i] = (msg, [])
+
+    def _ack(self, msgs: list[_Msg]) -> None:
+        with self._epoch_lock:
+            epoch = self._epoch
+            for m in msgs:
+                # A frame received on an earlier connection is redelivered on this one; its
+                # old packet id may now name another frame, so it must not be acknowledged.
+                if m.qos > 0 and m.epoch == epoch:
+                    self._client.ack(m.mid, m.qos)
