@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from poise.core import topics, wire
-from poise.core.influx import InfluxError, InfluxV1, frame_lines, tags_for
+from poise.core.influx import InfluxError, InfluxV1, frame_text, tags_for
 
 log = logging.getLogger("poise.ingest")
 
@@ -74,6 +74,13 @@ class _Msg:
     dup: bool
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    msg: _Msg
+    text: str  # line protocol of the frame's samples; empty for a rejected frame
+    n_samples: int
+
+
 class Ingest:
     def __init__(
         self,
@@ -92,7 +99,8 @@ class Ingest:
         self._host, self._port = mqtt_host, mqtt_port
         self._queue: queue.Queue[_Msg] = queue.Queue()
         self._stop = threading.Event()
-        self._busy = threading.Event()
+        # decoded batches waiting for InfluxDB; small, so memory stays bounded in an outage
+        self._batches: queue.Queue[list[_Prepared]] = queue.Queue(maxsize=2)
         self._epoch = 0  # connection generation: an ack is only valid on its own connection
         self._epoch_lock = threading.Lock()
         self._client = mqtt.Client(
@@ -109,9 +117,14 @@ class Ingest:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self.subscribed = threading.Event()
+        self._batcher = threading.Thread(
+            target=self._batch_loop, name="poise-ingest-batcher", daemon=True
+        )
         self._writer = threading.Thread(
             target=self._write_loop, name="poise-ingest-writer", daemon=True
         )
+        self._outstanding = 0  # messages received and not yet finished with
+        self._outstanding_lock = threading.Lock()
         self.subscription = (
             f"$share/{topics.check_id('group', self.p.group)}/{topics.RAW_ALL}"
             if self.p.group
@@ -147,7 +160,9 @@ class Ingest:
         properties: Properties | None,
     ) -> None:
         if any(rc.is_failure for rc in reason_codes):
-            log.error("the broker refused the subscription to %s: %s", self.subscription, reason_codes)
+            log.error(
+                "the broker refused the subscription to %s: %s", self.subscription, reason_codes
+            )
             return
         log.info("subscribed to %s", self.subscription)
         self.subscribed.set()
@@ -168,6 +183,8 @@ class Ingest:
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._outstanding_lock:
+            self._outstanding += 1
         self._queue.put(
             _Msg(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), bool(msg.dup))
         )
@@ -182,6 +199,7 @@ class Ingest:
             self._host, self._port, keepalive=15, clean_start=False, properties=props
         )
         self._client.loop_start()
+        self._batcher.start()
         self._writer.start()
 
     def _ensure_schema(self) -> None:
@@ -198,27 +216,29 @@ class Ingest:
                 delay = min(delay * 2, self.p.retry_max_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the batch in hand, then disconnect; what is left is redelivered later."""
+        """Finish the write in hand, then disconnect; what is left is redelivered later."""
         self._stop.set()
+        self._batcher.join(timeout_s)
         self._writer.join(timeout_s)
         self._client.disconnect()
         self._client.loop_stop()
 
     def idle(self) -> bool:
         """Nothing received is waiting to be written (for tests and the demo's summary)."""
-        return self._queue.empty() and not self._busy.is_set()
+        with self._outstanding_lock:
+            return self._outstanding == 0
 
-    # --- the writer thread ---
-    def _write_loop(self) -> None:
+    # --- two stages, so decoding the next batch overlaps writing this one ---
+    def _batch_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._busy.set()
+            groups: list[_Prepared] = []
             try:
-                groups = [self._prepare(first)]
-                n_lines = len(groups[0][1])
+                groups.append(self._prepare(first))
+                n_lines = groups[0].n_samples
                 deadline = time.monotonic() + self.p.flush_s
                 while n_lines < self.p.batch_samples:
                     remaining = deadline - time.monotonic()
@@ -228,18 +248,40 @@ class Ingest:
                         groups.append(self._prepare(self._queue.get(timeout=remaining)))
                     except queue.Empty:
                         break
-                    n_lines += len(groups[-1][1])
-                if self._write(groups):
-                    self._ack([m for m, _ in groups])
+                    n_lines += groups[-1].n_samples
+                while not self._stop.is_set():
+                    try:
+                        self._batches.put(groups, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
             except Exception:
-                # Nothing of this batch was acknowledged: the broker redelivers it after a
-                # reconnect, so a bug here costs time, not data.
-                log.exception("ingest batch failed; reconnecting to get it redelivered")
-                self._client.reconnect()
-            finally:
-                self._busy.clear()
+                self._recover("preparing a batch")
+                with self._outstanding_lock:
+                    self._outstanding -= len(groups) + 1  # the one that failed to prepare
 
-    def _prepare(self, msg: _Msg) -> tuple[_Msg, list[str]]:
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                groups = self._batches.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                if self._write(groups):
+                    self._ack([g.msg for g in groups])
+            except Exception:
+                self._recover("writing a batch")
+            finally:
+                with self._outstanding_lock:
+                    self._outstanding -= len(groups)
+
+    def _recover(self, what: str) -> None:
+        # Nothing of the batch was acknowledged: the broker redelivers it after a reconnect,
+        # so a bug here costs time, not data.
+        log.exception("ingest failed %s; reconnecting to get it redelivered", what)
+        self._client.reconnect()
+
+    def _prepare(self, msg: _Msg) -> _Prepared:
         """Decode one message into line protocol, or count it as rejected (no lines)."""
         if msg.dup:
             self.stats.redelivered += 1
@@ -253,25 +295,27 @@ class Ingest:
                 )
         except topics.TopicError as exc:
             self._reject("bad_topic", msg, str(exc))
-            return msg, []
+            return _Prepared(msg, "", 0)
         except wire.WireError as exc:
             self._reject(exc.reason, msg, str(exc))
-            return msg, []
-        return msg, frame_lines(frame, tags_for(key.site, key.patient, key.sensor))
+            return _Prepared(msg, "", 0)
+        text = frame_text(frame, tags_for(key.site, key.patient, key.sensor))
+        return _Prepared(msg, text, frame.n_samples)
 
     def _reject(self, reason: str, msg: _Msg, detail: str) -> None:
         self.stats.rejected[reason] += 1
         # The topic holds pseudonymous ids only, so it may be logged.
         log.warning("rejected a frame on %s: %s", msg.topic, detail)
 
-    def _write(self, groups: list[tuple[_Msg, list[str]]]) -> bool:
-        lines = [line for _, ls in groups for line in ls]
-        if not lines:
+    def _write(self, groups: list[_Prepared]) -> bool:
+        texts = [g.text for g in groups if g.n_samples]
+        if not texts:
             return True
+        body = "\n".join(texts).encode()
         delay = self.p.retry_initial_s
         while True:
             try:
-                self.influx.write(lines)
+                self.influx.write(body)
                 break
             except InfluxError as exc:
                 if not exc.retryable:
@@ -284,24 +328,23 @@ class Ingest:
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.p.retry_max_s)
         self.stats.batches += 1
-        self.stats.frames_written += sum(1 for _, ls in groups if ls)
-        self.stats.samples_written += len(lines)
+        self.stats.frames_written += len(texts)
+        self.stats.samples_written += sum(g.n_samples for g in groups)
         return True
 
-    def _write_one_by_one(self, groups: list[tuple[_Msg, list[str]]]) -> None:
+    def _write_one_by_one(self, groups: list[_Prepared]) -> None:
         """InfluxDB refused the batch as a whole: find the frames it refuses, count them."""
-        for i, (msg, lines) in enumerate(groups):
-            if not lines:
+        for g in groups:
+            if not g.n_samples:
                 continue
             try:
-                self.influx.write(lines)
+                self.influx.write(g.text.encode())
                 self.stats.frames_written += 1
-                self.stats.samples_written += len(lines)
+                self.stats.samples_written += g.n_samples
             except InfluxError as exc:
                 if exc.retryable:
                     raise
-                self._reject("influx_refused", msg, str(exc))
-                groups[i] = (msg, [])
+                self._reject("influx_refused", g.msg, str(exc))
 
     def _ack(self, msgs: list[_Msg]) -> None:
         with self._epoch_lock:

@@ -66,13 +66,25 @@ def frame_lines(
     frame: Frame, tags: Mapping[str, str], measurement: str = RAW_MEASUREMENT
 ) -> list[str]:
     """One line-protocol line per sample. ``%.9g`` round-trips every float32 exactly."""
-    template = (
+    return frame_text(frame, tags, measurement).split("\n")
+
+
+def frame_text(frame: Frame, tags: Mapping[str, str], measurement: str = RAW_MEASUREMENT) -> str:
+    """The frame's lines joined by newlines, formatted in one operation (the ingest's hot path:
+    one ``%`` over the whole frame costs about half of one per line)."""
+    line = (
         f"{measurement},{tag_string(tags)} "
         + ",".join(f"{name}=%.9g" for name in frame.channels)
         + " %d"
     )
-    times = frame.times_ns().tolist()
-    return [template % (*row, t) for row, t in zip(frame.data.tolist(), times, strict=True)]
+    n = frame.n_samples
+    values: list[float | int] = []
+    t = frame.t0_ns
+    for row in frame.data.tolist():
+        values.extend(row)
+        values.append(t)
+        t += frame.period_ns
+    return "\n".join([line] * n) % tuple(values)
 
 
 def _field_value(value: Any) -> str:

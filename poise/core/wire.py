@@ -186,5 +186,5 @@ def decode(payload: bytes) -> Frame:
         t0_ns=t0_ns,
         period_ns=period_ns,
         channels=tuple(names),
-        data=data.reshape(n_samples, n_channels).astype(np.float32),
+        data=data.reshape(n_samples, n_channels),  # read-only view of the payload
     )

@@ -1,0 +1,144 @@
+"""Ingest throughput against InfluxDB's own ceiling, measured in the same run.
+
+Ceiling: the same points the ingest writes (measurement imu, 3 tags, 6 float fields),
+pre-formatted as line protocol, POSTed in batches of 5,000 points, one after another.
+
+Ingest: frames of 10 samples queued at the broker for the ingest's (persistent) session
+while it is stopped; then the ingest starts and the clock runs until InfluxDB holds every
+sample. That is the whole ingest path: MQTT delivery, decoding, line protocol, the write,
+and the acknowledgement of every frame.
+
+Rounds alternate ceiling and ingest so both see the same machine load; the result is the
+median of each and the median of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from poise.core import topics, wire
+from poise.core.influx import InfluxV1, frame_lines, tags_for
+from poise.ingest import Ingest
+from poise.stack import LocalStack
+
+FRAME_SAMPLES = 10
+PERIOD_NS = 10_000_000
+
+
+def make_frames(
+    n_samples: int, sensors: int, t0_ns: int, seed: int
+) -> list[tuple[str, wire.Frame]]:
+    rng = np.random.default_rng(seed)
+    per_sensor = n_samples // sensors
+    out = []
+    for s in range(sensors):
+        sid = f"b{seed}-s{s}"
+        topic = topics.raw("bench", f"p{s // 3}", sid)
+        for k in range(0, per_sensor, FRAME_SAMPLES):
+            data = rng.normal(0, 3, (FRAME_SAMPLES, 6)).astype(np.float32)
+            out.append(
+                (topic, wire.Frame(sid, k, t0_ns + k * PERIOD_NS, PERIOD_NS, wire.IMU6, data))
+            )
+    return out
+
+
+def ceiling_round(influx: InfluxV1, n_samples: int, sensors: int, seed: int, t0_ns: int) -> float:
+    frames = make_frames(n_samples, sensors, t0_ns, seed)
+    lines: list[str] = []
+    for topic, f in frames:
+        key = topics.parse_raw(topic)
+        lines.extend(frame_lines(f, tags_for(key.site, key.patient, key.sensor)))
+    bodies = ["\n".join(lines[i : i + 5000]).encode() for i in range(0, len(lines), 5000)]
+    start = time.perf_counter()
+    for body in bodies:
+        influx.write(body)
+    return len(lines) / (time.perf_counter() - start)
+
+
+def ingest_round(
+    stack: LocalStack, influx: InfluxV1, n_samples: int, sensors: int, seed: int, t0_ns: int
+) -> tuple[float, dict[str, Any]]:
+    info = stack.info()
+    client_id = f"bench-ingest-{seed}"
+    # 1. create the ingest's session, then leave: the broker queues for it from now on
+    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id=client_id)
+    ing.start()
+    ing.subscribed.wait(10)
+    ing.stop()
+    # 2. queue the frames at the broker
+    frames = make_frames(n_samples, sensors, t0_ns, seed)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.max_inflight_messages_set(1000)
+    pub.connect(info.mqtt_host, info.mqtt_port)
+    pub.loop_start()
+    infos = [pub.publish(t, wire.encode(f), qos=1) for t, f in frames]
+    for i in infos:
+        i.wait_for_publish(60)
+    pub.loop_stop()
+    pub.disconnect()
+    where = f"sensor =~ /^b{seed}-/"
+    before = influx.count_samples(where)
+    assert before == 0
+    # 3. the ingest comes back and drains the queue into InfluxDB
+    start = time.perf_counter()
+    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id=client_id)
+    ing.start()
+    while ing.stats.samples_written < n_samples:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    ing.stop()
+    stored = influx.count_samples(where)
+    if stored != n_samples:
+        raise RuntimeError(f"ingest stored {stored} of {n_samples} samples")
+    return n_samples / elapsed, ing.stats.as_dict()
+
+
+def main() -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=150_000, help="samples per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sensors", type=int, default=30)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d, LocalStack(Path(d)) as stack:
+        info = stack.info()
+        influx = InfluxV1(info.influx_url, info.database)
+        influx.ensure_schema()
+        t0 = time.time_ns() - 3600 * 10**9
+        # warm-up: the first writes to a new shard are slower than the rest
+        ceiling_round(influx, 20_000, args.sensors, 999, t0)
+        ceilings, ingests, ratios = [], [], []
+        for r in range(args.rounds):
+            c = ceiling_round(influx, args.samples, args.sensors, 2 * r, t0)
+            i, stats = ingest_round(stack, influx, args.samples, args.sensors, 2 * r + 1, t0)
+            ceilings.append(c)
+            ingests.append(i)
+            ratios.append(i / c)
+            print(
+                f"round {r + 1}: ceiling {c:,.0f} samples/s, ingest {i:,.0f} samples/s, "
+                f"ratio {i / c:.2f} (batches {stats['batches']})",
+                flush=True,
+            )
+        result = {
+            "samples_per_round": args.samples,
+            "rounds": args.rounds,
+            "ceiling_samples_per_s_median": round(statistics.median(ceilings)),
+            "ingest_samples_per_s_median": round(statistics.median(ingests)),
+            "ratio_median": round(statistics.median(ratios), 3),
+            "ratio_min": round(min(ratios), 3),
+        }
+        print(json.dumps(result))
+        return result
+
+
+if __name__ == "__main__":
+    main()
