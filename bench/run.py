@@ -1,0 +1,22 @@
+"""Run every benchmark in turn and print one JSON object with all results.
+
+Benchmarks measure; they never assert a speed. Record the figures in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench import ingest_throughput
+
+
+def main() -> None:
+    results = {}
+    sys.argv = [sys.argv[0]]
+    results["ingest_throughput"] = ingest_throughput.main()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
