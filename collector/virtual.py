@@ -114,6 +114,12 @@ def imu_from_motion(
     return acc, gyr, r_s
 
 
+def _moving_average(x: Array, n: int) -> Array:
+    """Centred moving average, the ends padded with their edge values (no edge dip)."""
+    half = n // 2
+    return np.convolve(np.pad(x, (half, n - 1 - half), mode="edge"), np.ones(n) / n, mode="valid")
+
+
 def _smooth_noise(rng: np.random.Generator, n: int, fs: float, cutoff_hz: float) -> Array:
     """Gaussian noise low-passed by a moving average ~1/cutoff long, unit RMS."""
     width = max(1, round(fs / cutoff_hz))
@@ -162,9 +168,9 @@ def simulate_patient(
     # integrate the sway accelerations twice (detrended) into a position path
     for axis, a in ((0, sway_ap), (1, sway_ml)):
         v = np.cumsum(a) / rate_hz
-        v -= np.convolve(v, np.ones(201) / 201, mode="same")
+        v -= _moving_average(v, 201)
         pos = np.cumsum(v) / rate_hz
-        pos -= np.convolve(pos, np.ones(201) / 201, mode="same")
+        pos -= _moving_average(pos, 201)
         pos_trunk[:, axis] = np.where(quiet, pos, 0.0)
 
     flex = act == "knee_flexion"
@@ -288,3 +294,202 @@ def notifications(
                 yield arrival, records[sent_bytes : sent_bytes + size]
                 sent_bytes += size
         t_event += lp.connection_interval_s
+
+
+# --- scenario traces of one lower-back (L5) sensor, for the instrumented clinical tests ---
+
+# The sensor on the lower back: face (+z) pointing backwards, +y up, +x to the right.
+# Columns: the sensor's axes expressed in the trunk segment frame (x fwd, y left, z up).
+L5_MOUNT = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+L5_AP_AXIS = "-z"
+
+
+def _min_jerk(tau: Array) -> Array:
+    s = np.clip(tau, 0.0, 1.0)
+    return 10 * s**3 - 15 * s**4 + 6 * s**5
+
+
+def _rotmat_z(a: Array) -> Array:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack(
+        [np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2
+    )
+
+
+def _tilted_mount(rng: np.random.Generator, base: Array, tilt_deg: float) -> Array:
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    ang = math.radians(tilt_deg)
+    kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot: Array = (np.eye(3) + math.sin(ang) * kx + (1 - math.cos(ang)) * kx @ kx) @ base
+    return rot
+
+
+def _trunk_trace(
+    rng: np.random.Generator,
+    t: Array,
+    pitch: Array,
+    yaw: Array,
+    pos: Array,
+    mount_tilt_deg: float,
+    acc_noise: float,
+    gyr_noise: float,
+    truth: dict[str, Array],
+) -> SensorTrace:
+    r = _rotmat_z(yaw) @ _rotmat_y(pitch)
+    acc, gyr, r_s = imu_from_motion(t, r, pos, _tilted_mount(rng, L5_MOUNT, mount_tilt_deg))
+    acc = acc + rng.normal(0, acc_noise, acc.shape)
+    gyr = gyr + rng.normal(0, gyr_noise, gyr.shape)
+    return SensorTrace(t, acc, gyr, _mat_to_quat(r_s), truth)
+
+
+@dataclass(frozen=True)
+class StandSpec:
+    """One attempt in a chair-stand test. ``rise_fraction`` < 1 is an incomplete stand."""
+
+    rise_s: float = 1.3
+    hold_s: float = 0.4
+    sit_s: float = 1.3
+    seated_s: float = 0.5
+    rise_fraction: float = 1.0
+
+
+def chair_stand_trace(
+    rng: np.random.Generator,
+    stands: list[StandSpec],
+    rate_hz: float = 100.0,
+    lead_s: float = 2.0,
+    tail_s: float = 2.0,
+    rise_m: float = 0.42,
+    lean_deg: float = 35.0,
+    mount_tilt_deg: float = 8.0,
+    acc_noise: float = 0.03,
+    gyr_noise: float = 0.005,
+) -> SensorTrace:
+    """A seated person rising and sitting as ``stands`` say. Truth: ``full_stands`` (count)
+    and ``stand_times_s`` (when each full stand was reached)."""
+    total = lead_s + sum(s.rise_s + s.hold_s + s.sit_s + s.seated_s for s in stands) + tail_s
+    t = np.arange(round(total * rate_hz)) / rate_hz
+    pitch = np.zeros_like(t)
+    height = np.zeros_like(t)
+    fwd = np.zeros_like(t)
+    full_times = []
+    t0 = lead_s
+    for s in stands:
+        rise = (t >= t0) & (t < t0 + s.rise_s)
+        tau = (t[rise] - t0) / s.rise_s
+        pitch[rise] = math.radians(lean_deg) * np.sin(np.pi * tau) ** 2 * (1 - 0.3 * tau)
+        height[rise] = rise_m * s.rise_fraction * _min_jerk((tau - 0.3) / 0.7)
+        fwd[rise] = 0.12 * _min_jerk(tau)
+        t1 = t0 + s.rise_s
+        hold = (t >= t1) & (t < t1 + s.hold_s)
+        height[hold] = rise_m * s.rise_fraction
+        fwd[hold] = 0.12
+        if s.rise_fraction >= 1.0:
+            full_times.append(t1)
+        t2 = t1 + s.hold_s
+        sit = (t >= t2) & (t < t2 + s.sit_s)
+        tau = (t[sit] - t2) / s.sit_s
+        pitch[sit] = math.radians(lean_deg * 0.8) * np.sin(np.pi * tau) ** 2
+        height[sit] = rise_m * s.rise_fraction * (1 - _min_jerk(tau / 0.8))
+        fwd[sit] = 0.12 * (1 - _min_jerk(tau))
+        t0 = t2 + s.sit_s + s.seated_s
+    pos = np.column_stack([fwd, np.zeros_like(t), 0.62 + height])
+    truth = {
+        "full_stands": np.array([float(len(full_times))]),
+        "stand_times_s": np.array(full_times),
+    }
+    return _trunk_trace(
+        rng, t, pitch, np.zeros_like(t), pos, mount_tilt_deg, acc_noise, gyr_noise, truth
+    )
+
+
+def tug_trace(
+    rng: np.random.Generator,
+    rate_hz: float = 100.0,
+    lead_s: float = 3.0,
+    rise_s: float = 1.5,
+    walk_m: float = 3.0,
+    speed_m_s: float = 1.0,
+    turn_s: float = 2.0,
+    sit_s: float = 2.0,
+    tail_s: float = 3.0,
+    mount_tilt_deg: float = 8.0,
+) -> SensorTrace:
+    """Timed Up and Go: rise, walk 3 m, turn, walk back, turn and sit. Truth: the phase
+    boundaries (``phases_s``: rise onset, walk, turn, walk, turn-to-sit start, seated) and
+    ``duration_s`` from rise onset to seated."""
+    walk_s = walk_m / speed_m_s
+    edges = np.cumsum([lead_s, rise_s, walk_s, turn_s, walk_s, sit_s])
+    total = edges[-1] + tail_s
+    t = np.arange(round(total * rate_hz)) / rate_hz
+    pitch = np.zeros_like(t)
+    yaw = np.zeros_like(t)
+    height = np.zeros_like(t)
+    s_path = np.zeros_like(t)  # distance walked
+    rise = (t >= edges[0]) & (t < edges[1])
+    tau = (t[rise] - edges[0]) / rise_s
+    pitch[rise] = math.radians(35) * np.sin(np.pi * tau) ** 2 * (1 - 0.3 * tau)
+    height[rise] = 0.42 * _min_jerk((tau - 0.3) / 0.7)
+    height[t >= edges[1]] = 0.42
+    step_hz = 1.8
+    walking = ((t >= edges[1]) & (t < edges[2])) | ((t >= edges[3]) & (t < edges[4]))
+    w1 = (t >= edges[1]) & (t < edges[2])
+    s_path[w1] = speed_m_s * (t[w1] - edges[1])
+    s_path[t >= edges[2]] = walk_m
+    w2 = (t >= edges[3]) & (t < edges[4])
+    s_path[w2] = walk_m - speed_m_s * (t[w2] - edges[3])
+    s_path[t >= edges[4]] = 0.0
+    height = height + np.where(walking, 0.02 * np.cos(2 * np.pi * step_hz * t), 0.0)
+    turn1 = (t >= edges[2]) & (t < edges[3])
+    yaw[turn1] = np.pi * _min_jerk((t[turn1] - edges[2]) / turn_s)
+    yaw[t >= edges[3]] = np.pi
+    sit = (t >= edges[4]) & (t < edges[5])
+    tau = (t[sit] - edges[4]) / sit_s
+    yaw[sit] = np.pi + np.pi * _min_jerk(tau / 0.6)
+    yaw[t >= edges[5]] = 2 * np.pi
+    pitch[sit] = math.radians(28) * np.sin(np.pi * np.clip((tau - 0.3) / 0.7, 0, 1)) ** 2
+    height[sit] = 0.42 * (1 - _min_jerk((tau - 0.35) / 0.65))
+    height[t >= edges[5]] = 0.0
+    # the walk goes out along +x and comes back: position from the path length
+    pos = np.column_stack([s_path, np.zeros_like(t), 0.62 + height])
+    # smooth the joins (0.3 s) so accelerations stay physical
+    half = round(0.15 * rate_hz)
+    k = np.hanning(2 * half + 1)
+    k /= k.sum()
+    for arr in (pos[:, 0], pos[:, 2], pitch, yaw):
+        arr[:] = np.convolve(np.pad(arr, half, mode="edge"), k, mode="valid")
+    truth = {"phases_s": edges.astype(np.float64), "duration_s": np.array([edges[5] - edges[0]])}
+    return _trunk_trace(rng, t, pitch, yaw, pos, mount_tilt_deg, 0.03, 0.005, truth)
+
+
+def stance_trace(
+    rng: np.random.Generator,
+    duration_s: float,
+    sway_rms_m_s2: float,
+    rate_hz: float = 100.0,
+    step_at_s: float | None = None,
+    mount_tilt_deg: float = 8.0,
+) -> SensorTrace:
+    """Quiet standing with trunk sway of a given RMS; optionally a step (loss of balance) at
+    ``step_at_s``: the trunk lurches 15 cm sideways and rotates as the foot comes down."""
+    n = round(duration_s * rate_hz)
+    t = np.arange(n) / rate_hz
+    pos = np.zeros((n, 3))
+    for axis, scale in ((0, 1.0), (1, 0.7)):
+        a = _smooth_noise(rng, n, rate_hz, 0.8) * sway_rms_m_s2 * scale
+        v = np.cumsum(a) / rate_hz
+        v -= _moving_average(v, 201)
+        p = np.cumsum(v) / rate_hz
+        pos[:, axis] = p - _moving_average(p, 201)
+    pitch = np.zeros(n)
+    roll_like_yaw = np.zeros(n)
+    if step_at_s is not None:
+        tau = (t - step_at_s) / 0.5
+        pos[:, 1] += 0.15 * _min_jerk(tau)
+        roll_like_yaw += math.radians(20) * _min_jerk(tau)
+        pitch += math.radians(10) * np.sin(np.pi * np.clip(tau, 0, 1))
+    pos[:, 2] = 1.05
+    truth = {"step_at_s": np.array([np.nan if step_at_s is None else step_at_s])}
+    return _trunk_trace(rng, t, pitch, roll_like_yaw, pos, mount_tilt_deg, 0.01, 0.003, truth)

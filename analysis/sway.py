@@ -1,0 +1,356 @@
+"""Balance sway from one sensor on the lower back (L5): the ISway-style measures.
+
+After Mancini et al. 2012 (J NeuroEng Rehabil 9:59, "ISway") and Prieto et al. 1996 (IEEE
+TBME 43:956-966), applied to trunk acceleration rather than centre of pressure.
+
+Preprocessing (``SwayParams``):
+
+1. V (up) is the direction of the trial's mean acceleration (gravity).
+2. AP (forward) is the sensor axis normal to the device face as mounted (``ap_axis``, e.g.
+   ``"-z"``), made orthogonal to V; ML (left) = V x AP.
+3. a_AP, a_ML are the acceleration projected on AP and ML (gravity drops out).
+4. Each has its mean removed and is low-passed zero-phase (filtfilt), 4th-order
+   Butterworth, 3.5 Hz.
+
+Metrics (names and units as docs/metrics.md): RMS, mean distance, range, path length and
+rate, jerk, the 95 % prediction-ellipse area (Schubert & Kirchner 2014, Gait Posture
+39:518), and from a Welch PSD over 0.15-5 Hz the centroidal frequency, frequency dispersion,
+f50 and f95. Pure functions of arrays: no files, clocks or configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+
+Array = npt.NDArray[np.float64]
+ALGORITHM_VERSION = "sway-1.0"
+G = 9.80665
+AXES = {"x": 0, "y": 1, "z": 2}
+CHI2_95_2DOF = 5.991  # chi-square quantile, 2 degrees of freedom, p = 0.95
+
+
+@dataclass(frozen=True)
+class SwayParams:
+    ap_axis: str = "-z"  # sensor axis pointing forward (the device face normal as mounted)
+    lowpass_hz: float = 3.5
+    filter_order: int = 4
+    band_hz: tuple[float, float] = (0.15, 5.0)  # spectral measures use this band
+    welch_segment_s: float = 10.0
+    min_duration_s: float = 10.0  # shorter trials are flagged too_short
+
+
+def parse_axis(text: str) -> Array:
+    """'+x', 'x', '-z' ... -> a unit vector in the sensor frame."""
+    t = text.strip().lower()
+    sign = -1.0 if t.startswith("-") else 1.0
+    name = t.lstrip("+-")
+    if name not in AXES:
+        raise ValueError(f"axis must be one of +x, -x, +y, -y, +z, -z; found {text!r}")
+    v = np.zeros(3)
+    v[AXES[name]] = sign
+    return v
+
+
+@dataclass(frozen=True)
+class BodyAxes:
+    """Unit vectors of the body frame expressed in the sensor frame."""
+
+    ap: Array
+    ml: Array
+    v: Array
+
+
+def body_axes(acc: Array, ap_axis: str) -> BodyAxes:
+    v = acc.mean(axis=0)
+    norm = np.linalg.norm(v)
+    if norm < 1e-6:
+        raise ValueError("the mean acceleration is zero: no gravity to find vertical from")
+    v = v / norm
+    a = parse_axis(ap_axis)
+    ap = a - np.dot(a, v) * v
+    if np.linalg.norm(ap) < 0.3:
+        raise ValueError(
+            f"the AP axis {ap_axis} is nearly vertical as mounted; choose the axis that points "
+            "forward out of the patient's back"
+        )
+    ap = ap / np.linalg.norm(ap)
+    ml = np.cross(v, ap)
+    return BodyAxes(ap, ml, v)
+
+
+def preprocess(acc: Array, fs_hz: float, params: SwayParams) -> tuple[Array, Array]:
+    """Filtered a_AP, a_ML (m/s²) from sensor-frame acceleration."""
+    axes = body_axes(acc, params.ap_axis)
+    a_ap = acc @ axes.ap
+    a_ml = acc @ axes.ml
+    sos = signal.butter(params.filter_order, params.lowpass_hz, btype="low", fs=fs_hz, output="sos")
+    # pad by a second (odd extension) so the filter's start-up transient stays off the trial
+    pad = min(len(acc) - 1, round(fs_hz))
+    return (
+        signal.sosfiltfilt(sos, a_ap - a_ap.mean(), padlen=pad),
+        signal.sosfiltfilt(sos, a_ml - a_ml.mean(), padlen=pad),
+    )
+
+
+def _spectral(x: Array, fs_hz: float, params: SwayParams) -> dict[str, float]:
+    nperseg = min(len(x), round(params.welch_segment_s * fs_hz))
+    f, pxx = signal.welch(
+        x, fs=fs_hz, window="hann", nperseg=nperseg, noverlap=nperseg // 2, detrend=False
+    )
+    band = (f >= params.band_hz[0]) & (f <= params.band_hz[1])
+    fb, gb = f[band], pxx[band]
+    mu0, mu1, mu2 = gb.sum(), (fb * gb).sum(), (fb**2 * gb).sum()
+    if mu0 <= 0:
+        nan = float("nan")
+        return {"centroidal_frequency": nan, "frequency_dispersion": nan, "f50": nan, "f95": nan}
+    cum = np.cumsum(gb) / mu0
+    return {
+        "centroidal_frequency": math.sqrt(mu2 / mu0),
+        "frequency_dispersion": math.sqrt(max(0.0, 1.0 - mu1**2 / (mu0 * mu2))),
+        "f50": float(fb[np.searchsorted(cum, 0.5)]),
+        "f95": float(fb[min(np.searchsorted(cum, 0.95), len(fb) - 1)]),
+    }
+
+
+def sway_metrics(
+    a_ap: Array, a_ml: Array, fs_hz: float, params: SwayParams | None = None
+) -> dict[str, float]:
+    """Every sway measure of filtered AP/ML acceleration (m/s²) sampled at ``fs_hz``.
+
+    The trial duration T is n / fs."""
+    p = params or SwayParams()
+    n = len(a_ap)
+    duration_s = n / fs_hz
+    dist = np.hypot(a_ap, a_ml)
+    path = float(np.sum(np.hypot(np.diff(a_ap), np.diff(a_ml))))
+    d_ap = np.gradient(a_ap, 1.0 / fs_hz)
+    d_ml = np.gradient(a_ml, 1.0 / fs_hz)
+    cov = np.cov(np.vstack([a_ap, a_ml]), ddof=1)
+    out = {
+        "rms_ap": float(np.sqrt(np.mean(a_ap**2))),
+        "rms_ml": float(np.sqrt(np.mean(a_ml**2))),
+        "rms": float(np.sqrt(np.mean(a_ap**2 + a_ml**2))),
+        "mean_distance": float(dist.mean()),
+        "range_ap": float(np.ptp(a_ap)),
+        "range_ml": float(np.ptp(a_ml)),
+        "path_length": path,
+        "path_rate": path / duration_s,
+        "jerk": float(0.5 * np.mean(d_ap**2 + d_ml**2)),
+        "ellipse_area_95": float(math.pi * CHI2_95_2DOF * math.sqrt(max(0.0, np.linalg.det(cov)))),
+    }
+    for suffix, x in (("ap", a_ap), ("ml", a_ml)):
+        for name, value in _spectral(x, fs_hz, p).items():
+            out[f"{name}_{suffix}"] = value
+    return out
+
+
+UNITS = {
+    "rms_ap": "m/s²",
+    "rms_ml": "m/s²",
+    "rms": "m/s²",
+    "mean_distance": "m/s²",
+    "range_ap": "m/s²",
+    "range_ml": "m/s²",
+    "path_length": "m/s²",
+    "path_rate": "m/s³",
+    "jerk": "m²/s⁶",
+    "ellipse_area_95": "(m/s²)²",
+    "centroidal_frequency_ap": "Hz",
+    "centroidal_frequency_ml": "Hz",
+    "frequency_dispersion_ap": "-",
+    "frequency_dispersion_ml": "-",
+    "f50_ap": "Hz",
+    "f50_ml": "Hz",
+    "f95_ap": "Hz",
+    "f95_ml": "Hz",
+}
+
+
+@dataclass(frozen=True)
+class LossOfBalanceParams:
+    """A step or a grab shows as horizontal trunk acceleration or trunk angular rate far above
+    the trial's quiet level. Levels are RMS over short windows; the quiet level is their
+    median over the trial, so a short event does not raise it."""
+
+    window_s: float = 0.25
+    factor: float = 6.0  # event: a window's RMS above factor x the quiet level ...
+    min_acc_m_s2: float = 1.0  # ... and above these absolute floors, so quiet noise
+    min_gyr_rad_s: float = 0.6  # never counts (tandem on foam sways ~0.9 m/s² RMS at most)
+
+
+def _moving_rms(x: Array, n: int) -> Array:
+    k = np.ones(n) / n
+    return np.sqrt(np.convolve(x**2, k, mode="same"))
+
+
+def loss_of_balance(
+    time_s: Array,
+    acc: Array,
+    gyr: Array,
+    ap_axis: str,
+    params: LossOfBalanceParams | None = None,
+) -> float | None:
+    """Time (s, on ``time_s``) of the first loss-of-balance event, or None."""
+    p = params or LossOfBalanceParams()
+    fs = 1.0 / float(np.median(np.diff(time_s)))
+    n = max(1, round(p.window_s * fs))
+    axes = body_axes(acc, ap_axis)
+    h = np.column_stack([acc @ axes.ap, acc @ axes.ml])
+    h = h - np.median(h, axis=0)
+    acc_level = _moving_rms(np.hypot(h[:, 0], h[:, 1]), n)
+    gyr_level = _moving_rms(np.linalg.norm(gyr - np.median(gyr, axis=0), axis=1), n)
+    acc_thr = max(p.factor * float(np.median(acc_level)), p.min_acc_m_s2)
+    gyr_thr = max(p.factor * float(np.median(gyr_level)), p.min_gyr_rad_s)
+    hits = np.flatnonzero((acc_level > acc_thr) | (gyr_level > gyr_thr))
+    if not hits.size:
+        return None
+    # The window is centred on its sample: the event's first sample above the threshold lies
+    # within half a window of the first window that sees it.
+    c = int(hits[0])
+    lo, hi = max(0, c - n // 2), min(len(time_s), c + n // 2 + 1)
+    inst = (np.hypot(h[lo:hi, 0], h[lo:hi, 1]) > acc_thr) | (
+        np.linalg.norm(gyr[lo:hi] - np.median(gyr, axis=0), axis=1) > gyr_thr
+    )
+    first = lo + int(np.argmax(inst)) if inst.any() else c
+    return float(time_s[first])
+
+
+@dataclass(frozen=True)
+class Quality:
+    duration_s: float
+    sample_loss_pct: float
+    clipping: bool
+    too_short: bool
+    loss_of_balance_s: float | None  # time from the trial start, or None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quality(
+    time_s: Array,
+    acc: Array,
+    gyr: Array,
+    params: SwayParams,
+    lob: LossOfBalanceParams | None = None,
+) -> Quality:
+    fs = 1.0 / float(np.median(np.diff(time_s)))
+    span = time_s[-1] - time_s[0]
+    expected = round(span * fs) + 1
+    loss = max(0.0, 100.0 * (1.0 - len(time_s) / expected))
+    lob_t = loss_of_balance(time_s, acc, gyr, params.ap_axis, lob)
+    return Quality(
+        duration_s=float(len(time_s) / fs),
+        sample_loss_pct=round(loss, 3),
+        clipping=_clipped(acc) or _clipped(gyr, floor=3.0),
+        too_short=len(time_s) / fs < params.min_duration_s,
+        loss_of_balance_s=None if lob_t is None else lob_t - float(time_s[0]),
+    )
+
+
+def _clipped(x: Array, floor: float = 1.5 * G, run: int = 3) -> bool:
+    """A sensor at full scale repeats its extreme value: a run of ``run`` identical samples at
+    an axis' maximum or minimum, beyond ``floor`` (so a quantized signal at rest is not it)."""
+    for axis in range(x.shape[1]):
+        col = x[:, axis]
+        for extreme in (col.max(), col.min()):
+            if abs(extreme) < floor:
+                continue
+            at = np.concatenate([[0], (col == extreme).astype(np.int8), [0]])
+            starts = np.flatnonzero(np.diff(at) == 1)
+            ends = np.flatnonzero(np.diff(at) == -1)
+            if np.any(ends - starts >= run):
+                return True
+    return False
+
+
+@dataclass
+class SwayResult:
+    metrics: dict[str, float]
+    quality: Quality
+    fs_hz: float
+    params: SwayParams
+    algorithm_version: str = ALGORITHM_VERSION
+    condition: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.metrics,
+            "algorithm_version": self.algorithm_version,
+            "sampling_rate_hz": self.fs_hz,
+            "quality": self.quality.as_dict(),
+            "params": {**asdict(self.params), "band_hz": list(self.params.band_hz)},
+            **({"condition": self.condition} if self.condition else {}),
+        }
+
+
+def analyze_trial(
+    time_s: Array, acc: Array, gyr: Array, params: SwayParams | None = None
+) -> SwayResult:
+    """The whole per-trial analysis: preprocessing, every metric, quality flags."""
+    p = params or SwayParams()
+    if len(time_s) < 4:
+        raise ValueError(f"{len(time_s)} samples are too few for a sway trial")
+    fs = 1.0 / float(np.median(np.diff(time_s)))
+    min_len = 3 * (2 * p.filter_order + 1)  # a minimum for filtfilt to mean anything
+    if len(time_s) <= min_len:
+        raise ValueError(
+            f"{len(time_s)} samples are too few for the {p.lowpass_hz} Hz filter "
+            f"(need more than {min_len})"
+        )
+    a_ap, a_ml = preprocess(acc, fs, p)
+    return SwayResult(sway_metrics(a_ap, a_ml, fs, p), quality(time_s, acc, gyr, p), fs, p)
+
+
+class LiveSway:
+    """Sway over a sliding window (10 s, updated every 1 s by default), fed in chunks.
+
+    Each result is exactly ``analyze_trial`` of the window's samples, so chunking the input
+    in any way gives the same sequence of results (streaming equals batch)."""
+
+    def __init__(
+        self,
+        fs_hz: float,
+        params: SwayParams | None = None,
+        window_s: float = 10.0,
+        hop_s: float = 1.0,
+    ) -> None:
+        self.fs_hz = fs_hz
+        self.params = params or SwayParams()
+        self.window = round(window_s * fs_hz)
+        self.hop = round(hop_s * fs_hz)
+        self._t: list[float] = []
+        self._acc: list[Array] = []
+        self._gyr: list[Array] = []
+        self._seen = 0  # samples seen
+        self._next_end = self.window  # sample count at which the next window closes
+
+    def update(self, time_s: Array, acc: Array, gyr: Array) -> list[tuple[float, dict[str, float]]]:
+        """Feed a chunk; returns (window end time, metrics) for every window it completed."""
+        out = []
+        self._t.extend(time_s.tolist())
+        self._acc.extend(acc)
+        self._gyr.extend(gyr)
+        self._seen += len(time_s)
+        while self._seen >= self._next_end:
+            # buffer holds samples [self._seen - len(buf), self._seen)
+            offset = self._seen - len(self._t)
+            lo, hi = self._next_end - self.window - offset, self._next_end - offset
+            t = np.array(self._t[lo:hi])
+            res = analyze_trial(
+                t, np.array(self._acc[lo:hi]), np.array(self._gyr[lo:hi]), self.params
+            )
+            out.append((float(t[-1]), res.metrics))
+            self._next_end += self.hop
+        # keep what the next window needs
+        keep = self._seen - (self._next_end - self.window)
+        if keep < len(self._t):
+            drop = len(self._t) - max(keep, 0)
+            del self._t[:drop], self._acc[:drop], self._gyr[:drop]
+        return out
