@@ -27,7 +27,9 @@ def sample_period_s(time_s: Array) -> float:
     """The median interval of the timestamps (robust to the odd late sample)."""
     if time_s.shape[0] < 2:
         raise ValueError("need at least two timestamps to know the sample rate")
-    return float(np.median(np.diff(time_s)))
+    # rounded to the picosecond so that the same stream cut into other chunks (whose time
+    # differences round differently in the last bit) gives the filter the same period
+    return round(float(np.median(np.diff(time_s))), 12)
 
 
 @dataclass

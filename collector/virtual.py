@@ -493,3 +493,107 @@ def stance_trace(
     pos[:, 2] = 1.05
     truth = {"step_at_s": np.array([np.nan if step_at_s is None else step_at_s])}
     return _trunk_trace(rng, t, pitch, roll_like_yaw, pos, mount_tilt_deg, 0.01, 0.003, truth)
+
+
+# --- two segments joined by a hinge (knee, elbow), for joint-angle validation ---
+
+
+def _random_rotation(rng: np.random.Generator) -> Array:
+    """A uniformly random rotation matrix: the sensor strapped on any which way."""
+    q = rng.standard_normal(4)
+    q /= np.linalg.norm(q)
+    w, x, y, z = q
+    rot: Array = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    return rot
+
+
+@dataclass(frozen=True)
+class HingeMotion:
+    """Repetitions of a hinge joint. ``kind``: 'seated_knee' (thigh still and horizontal, the
+    shank swings), 'squat' (thigh and shank both move and the hips drop), 'elbow_curl'."""
+
+    kind: str = "squat"
+    reps: int = 8
+    rom_deg: float | list[float] = 90.0  # per repetition if a list
+    rep_s: float = 3.0
+    pause_s: float = 1.0
+    neutral_s: float = 3.0
+    tail_s: float = 2.0
+    yaw_wander_deg: float = 20.0  # the patient slowly turns a little: heading is not fixed
+
+
+@dataclass(frozen=True)
+class SensorErrors:
+    acc_noise_m_s2: float = 0.05
+    gyr_noise_rad_s: float = 0.005
+    gyr_bias_rad_s: float = 0.01  # per axis, drawn once per sensor (≈ 0.6 °/s)
+
+
+def hinge_traces(
+    rng: np.random.Generator,
+    motion: HingeMotion,
+    rate_hz: float = 100.0,
+    errors: SensorErrors | None = None,
+) -> tuple[SensorTrace, SensorTrace]:
+    """(proximal, distal) sensor traces. Truth on the distal trace: ``angle_deg`` (flexion,
+    positive), ``rep_peaks_deg`` and ``rep_peak_times_s``."""
+    e = errors or SensorErrors()
+    roms = motion.rom_deg if isinstance(motion.rom_deg, list) else [motion.rom_deg] * motion.reps
+    total = motion.neutral_s + len(roms) * (motion.rep_s + motion.pause_s) + motion.tail_s
+    t = np.arange(round(total * rate_hz)) / rate_hz
+    angle = np.zeros_like(t)
+    peaks_t = []
+    t0 = motion.neutral_s
+    for rom in roms:
+        tau = (t - t0) / motion.rep_s
+        inside = (tau >= 0) & (tau < 1)
+        angle[inside] = rom * 0.5 * (1 - np.cos(2 * np.pi * tau[inside]))
+        peaks_t.append(t0 + motion.rep_s / 2)
+        t0 += motion.rep_s + motion.pause_s
+    theta = np.radians(angle)
+    yaw = np.radians(motion.yaw_wander_deg) * np.sin(2 * np.pi * t / max(total, 1.0)) ** 2
+    zero = np.zeros_like(t)
+    if motion.kind == "seated_knee":
+        # thigh horizontal and still, the leg straight at neutral (heel on a stool); the
+        # knee flexes from there
+        r_prox = _rotmat_z(yaw) @ _rotmat_y(np.full_like(t, np.pi / 2))
+        r_dist = r_prox @ _rotmat_y(theta)
+        hip = np.column_stack([zero, zero, np.full_like(t, 0.5)])
+    elif motion.kind == "squat":
+        # thigh tilts back by 55 % of the flexion, shank forward by 45 %; the hips drop
+        thigh = -0.55 * theta
+        shank = 0.45 * theta
+        r_prox = _rotmat_z(yaw) @ _rotmat_y(thigh)
+        r_dist = _rotmat_z(yaw) @ _rotmat_y(shank)
+        hip = np.column_stack([zero, zero, 0.45 * np.cos(shank) + 0.45 * np.cos(thigh)])
+    elif motion.kind == "elbow_curl":
+        # upper arm hanging (segment z up along the arm), forearm rotating forward
+        r_prox = _rotmat_z(yaw) @ _rotmat_y(np.full_like(t, 0.1))
+        r_dist = r_prox @ _rotmat_y(-theta)
+        hip = np.column_stack([zero, zero, np.full_like(t, 1.3)])
+        theta = -theta  # flexion of the elbow is the negative y rotation here
+    else:
+        raise ValueError(f"unknown hinge motion {motion.kind!r}")
+    # sensor positions: prox halfway up the thigh, distal halfway down the shank
+    knee = hip + np.einsum("nij,j->ni", r_prox, [0.0, 0.0, -0.45])
+    pos_p = hip + np.einsum("nij,j->ni", r_prox, [0.06, 0.0, -0.22])
+    pos_d = knee + np.einsum("nij,j->ni", r_dist, [0.05, 0.0, -0.2])
+    truth = {
+        "angle_deg": np.abs(np.degrees(theta)),
+        "rep_peaks_deg": np.array(roms, float),
+        "rep_peak_times_s": np.array(peaks_t),
+    }
+    traces = []
+    for r_seg, pos, tr in ((r_prox, pos_p, {}), (r_dist, pos_d, truth)):
+        acc, gyr, r_s = imu_from_motion(t, r_seg, pos, _random_rotation(rng))
+        bias = rng.uniform(-e.gyr_bias_rad_s, e.gyr_bias_rad_s, 3)
+        acc = acc + rng.normal(0, e.acc_noise_m_s2, acc.shape)
+        gyr = gyr + bias + rng.normal(0, e.gyr_noise_rad_s, gyr.shape)
+        traces.append(SensorTrace(t, acc, gyr, _mat_to_quat(r_s), tr))
+    return traces[0], traces[1]

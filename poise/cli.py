@@ -381,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hex", nargs="+", metavar="HEX")
     p.set_defaults(func=cmd_decode)
 
+    from poise import analyze
+
+    analyze.add_commands(sub)
     return parser
 
 
@@ -393,8 +396,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from poise.analyze import UsageError
+
     try:
         return int(args.func(args))
+    except UsageError as exc:
+        print(f"poise {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
