@@ -20,6 +20,7 @@ f50 and f95. Pure functions of arrays: no files, clocks or configuration.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -84,12 +85,19 @@ def body_axes(acc: Array, ap_axis: str) -> BodyAxes:
     return BodyAxes(ap, ml, v)
 
 
+@functools.lru_cache(maxsize=32)
+def _lowpass_sos(order: int, cutoff_hz: float, fs_hz: float) -> Array:
+    """The filter design, cached: the live path scores a window every second."""
+    sos: Array = signal.butter(order, cutoff_hz, btype="low", fs=fs_hz, output="sos")
+    return sos
+
+
 def preprocess(acc: Array, fs_hz: float, params: SwayParams) -> tuple[Array, Array]:
     """Filtered a_AP, a_ML (m/s²) from sensor-frame acceleration."""
     axes = body_axes(acc, params.ap_axis)
     a_ap = acc @ axes.ap
     a_ml = acc @ axes.ml
-    sos = signal.butter(params.filter_order, params.lowpass_hz, btype="low", fs=fs_hz, output="sos")
+    sos = _lowpass_sos(params.filter_order, params.lowpass_hz, round(fs_hz, 6))
     # pad by a second (odd extension) so the filter's start-up transient stays off the trial
     pad = min(len(acc) - 1, round(fs_hz))
     return (
@@ -311,8 +319,9 @@ def analyze_trial(
 class LiveSway:
     """Sway over a sliding window (10 s, updated every 1 s by default), fed in chunks.
 
-    Each result is exactly ``analyze_trial`` of the window's samples, so chunking the input
-    in any way gives the same sequence of results (streaming equals batch)."""
+    Each result is exactly the metrics of ``analyze_trial`` on the window's samples, so
+    chunking the input in any way gives the same sequence of results (streaming equals
+    batch). Quality flags belong to whole trials and are not computed per window."""
 
     def __init__(
         self,
@@ -325,32 +334,27 @@ class LiveSway:
         self.params = params or SwayParams()
         self.window = round(window_s * fs_hz)
         self.hop = round(hop_s * fs_hz)
-        self._t: list[float] = []
-        self._acc: list[Array] = []
-        self._gyr: list[Array] = []
+        self._t = np.empty(0)
+        self._acc = np.empty((0, 3))
         self._seen = 0  # samples seen
         self._next_end = self.window  # sample count at which the next window closes
 
     def update(self, time_s: Array, acc: Array, gyr: Array) -> list[tuple[float, dict[str, float]]]:
         """Feed a chunk; returns (window end time, metrics) for every window it completed."""
         out = []
-        self._t.extend(time_s.tolist())
-        self._acc.extend(acc)
-        self._gyr.extend(gyr)
+        self._t = np.concatenate([self._t, time_s])
+        self._acc = np.concatenate([self._acc, acc])
         self._seen += len(time_s)
         while self._seen >= self._next_end:
-            # buffer holds samples [self._seen - len(buf), self._seen)
-            offset = self._seen - len(self._t)
+            offset = self._seen - len(self._t)  # the buffer holds samples [offset, seen)
             lo, hi = self._next_end - self.window - offset, self._next_end - offset
-            t = np.array(self._t[lo:hi])
-            res = analyze_trial(
-                t, np.array(self._acc[lo:hi]), np.array(self._gyr[lo:hi]), self.params
-            )
-            out.append((float(t[-1]), res.metrics))
+            t = self._t[lo:hi]
+            fs = 1.0 / float(np.median(np.diff(t)))
+            a_ap, a_ml = preprocess(self._acc[lo:hi], fs, self.params)
+            out.append((float(t[-1]), sway_metrics(a_ap, a_ml, fs, self.params)))
             self._next_end += self.hop
-        # keep what the next window needs
-        keep = self._seen - (self._next_end - self.window)
-        if keep < len(self._t):
-            drop = len(self._t) - max(keep, 0)
-            del self._t[:drop], self._acc[:drop], self._gyr[:drop]
+        # keep only what the next window needs
+        drop = (self._next_end - self.window) - (self._seen - len(self._t))
+        if drop > 0:
+            self._t, self._acc = self._t[drop:], self._acc[drop:]
         return out

@@ -387,9 +387,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+AXIS_VALUES = {"-x", "-y", "-z", "+x", "+y", "+z", "x", "y", "z"}
+
+
+def _join_axis_values(argv: list[str]) -> list[str]:
+    """``--ap-axis -z`` would read ``-z`` as an option; make it ``--ap-axis=-z``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--ap-axis" and i + 1 < len(argv) and argv[i + 1] in AXIS_VALUES:
+            out.append(f"--ap-axis={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_axis_values(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
