@@ -58,7 +58,8 @@ SAMPLE_CHANNELS = (
     "mag_y",
     "mag_z",
 )
-FRAMINGS = ("stream", "packet")
+FRAMINGS = ("stream", "packet", "json-lines", "polar-pmd")
+POLAR_EPOCH_NS = 946_684_800 * 10**9  # 2000-01-01T00:00Z in ns since the Unix epoch
 
 
 class ProfileError(ValueError):
@@ -73,6 +74,7 @@ class FieldSpec:
     scale: float  # raw integer -> unit
     unit: str
     to_si: float  # unit -> SI
+    scale_setting: str | None = None  # the scale comes from this setting's chosen option
 
     @property
     def size(self) -> int:
@@ -92,6 +94,55 @@ class Write:
     data: bytes
     response: bool
     delay_s: float
+    char: str | None = None  # characteristic UUID; None: the profile's write characteristic
+    setting: str | None = None  # the bytes come from this setting's chosen option instead
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A device option chosen at connect time (``--set NAME=VALUE``): it may change a field's
+    scale, supply a write, or be a free number (``kind = "float"``, e.g. Polar's FACTOR)."""
+
+    name: str
+    default: str
+    kind: str = "choice"  # "choice" among options, or "float"
+    scales: dict[str, float] = field(default_factory=dict)  # option -> scale for fields naming it
+    writes: dict[str, bytes] = field(default_factory=dict)  # option -> bytes for writes naming it
+
+    def check(self, value: str) -> str:
+        if self.kind == "float":
+            try:
+                float(value)
+            except ValueError:
+                raise ProfileError(
+                    f"setting {self.name}: expected a number, found {value!r}"
+                ) from None
+            return value
+        options = sorted(set(self.scales) | set(self.writes))
+        if value not in options:
+            raise ProfileError(f"setting {self.name}: expected one of {options}, found {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class JsonSpec:
+    """``json-lines`` framing: one JSON object per line, keys mapped to channels."""
+
+    fields: dict[str, tuple[str, float]]  # key -> (channel, unit factor to SI)
+    time_key: str | None
+    time_to_ns: float
+
+
+@dataclass(frozen=True)
+class PmdSpec:
+    """``polar-pmd`` framing: Polar Measurement Data frames (type, u64 timestamp of the last
+    sample in ns since 2000-01-01, frame type, payload; bit 7 of the frame type = delta
+    compressed)."""
+
+    types: dict[int, str]  # measurement type -> channel group ("acc", "gyr", "mag")
+    raw_to_si: dict[str, float]  # group -> factor from an uncompressed raw value to SI
+    compressed_to_si: dict[str, float]  # group -> factor from raw x FACTOR to SI
+    factor_setting: str | None  # the setting holding FACTOR
 
 
 @dataclass(frozen=True)
@@ -111,10 +162,36 @@ class Profile:
     rate_writes: dict[int, tuple[Write, ...]]
     default_rate_hz: int
     start: tuple[Write, ...]
-    max_record_length: int = field(init=False)
+    settings: dict[str, Setting] = field(default_factory=dict)
+    json: JsonSpec | None = None
+    pmd: PmdSpec | None = None
+    device_timestamps: bool = False
+    battery: bool = False
+    min_mtu: int = 23
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "max_record_length", max(r.length for r in self.records))
+    def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
+        """Every setting's value: the defaults, with ``overrides`` checked and applied."""
+        values = {name: st.default for name, st in self.settings.items()}
+        for name, value in (overrides or {}).items():
+            if name not in self.settings:
+                known = ", ".join(sorted(self.settings)) or "none"
+                raise ProfileError(f"{self.id}: no setting {name!r} (settings: {known})")
+            values[name] = self.settings[name].check(value)
+        return values
+
+    def writes_for(self, rate_hz: int | None, values: dict[str, str]) -> list[Write]:
+        """The writes that configure and start the device, with settings filled in."""
+        out = []
+        for w in (*self.rate_writes.get(rate_hz or self.default_rate_hz, ()), *self.start):
+            if w.setting is not None:
+                w = Write(
+                    self.settings[w.setting].writes[values[w.setting]],
+                    w.response,
+                    w.delay_s,
+                    w.char,
+                )
+            out.append(w)
+        return out
 
     def matches(self, name: str | None, service_uuids: list[str]) -> bool:
         uuids = {u.lower() for u in service_uuids}
@@ -171,14 +248,19 @@ class _Reader:
 
 
 def _writes(readers: list[_Reader]) -> tuple[Write, ...]:
-    return tuple(
-        Write(
-            r.hex("hex"),
-            r.get("response", bool, "true or false", False),
-            float(r.get("delay_s", (int, float), "seconds", 0.0)),
+    out = []
+    for r in readers:
+        setting = r.get("setting", str, "a setting name", None)
+        out.append(
+            Write(
+                r.hex("hex") if setting is None else b"",
+                r.get("response", bool, "true or false", False),
+                float(r.get("delay_s", (int, float), "seconds", 0.0)),
+                (r.get("char", str, "a characteristic UUID", None) or None),
+                setting,
+            )
         )
-        for r in readers
-    )
+    return tuple(out)
 
 
 def load_profile(path: Path | str) -> Profile:
@@ -198,6 +280,27 @@ def load_profile(path: Path | str) -> Profile:
     framing = packet.get("framing", str, f"one of {FRAMINGS}")
     if framing not in FRAMINGS:
         raise packet._fail("framing", f"one of {FRAMINGS}", framing)
+    settings: dict[str, Setting] = {}
+    for name, raw in top.get("settings", dict, "a table of settings", {}).items():
+        st = _Reader(path, raw if isinstance(raw, dict) else {}, f"settings.{name}")
+        if not isinstance(raw, dict):
+            raise top._fail(f"settings.{name}", "a table", raw)
+        kind = st.get("kind", str, "'choice' or 'float'", "choice")
+        scales = {
+            str(k): float(v) for k, v in st.get("scales", dict, "option -> scale", {}).items()
+        }
+        writes = {
+            str(k): bytes.fromhex(str(v).replace(" ", ""))
+            for k, v in st.get("writes", dict, "option -> hex", {}).items()
+        }
+        setting = Setting(
+            name, str(st.get("default", (str, int, float), "a default value")), kind, scales, writes
+        )
+        try:
+            setting.check(setting.default)
+        except ProfileError as exc:
+            raise st._fail("default", "one of the setting's options", setting.default) from exc
+        settings[name] = setting
     records = []
     for rec in packet.subs("records"):
         length = rec.get("length", int, "a record length in bytes")
@@ -212,32 +315,80 @@ def load_profile(path: Path | str) -> Profile:
             unit = f.get("unit", str, f"one of {sorted(UNIT_TO_SI)}")
             if unit not in UNIT_TO_SI:
                 raise f._fail("unit", f"one of {sorted(UNIT_TO_SI)}", unit)
+            scale = f.get("scale", (int, float, str), "a number or a setting name", 1.0)
+            if isinstance(scale, str) and scale not in settings:
+                raise f._fail("scale", f"a number or one of the settings {sorted(settings)}", scale)
             spec = FieldSpec(
                 name=f.get("name", str, "a channel name such as 'acc_x'"),
                 offset=f.get("offset", int, "a byte offset"),
                 fmt=order + TYPES[type_name],
-                scale=float(f.get("scale", (int, float), "a number", 1.0)),
+                scale=1.0 if isinstance(scale, str) else float(scale),
                 unit=unit,
                 to_si=UNIT_TO_SI[unit],
+                scale_setting=scale if isinstance(scale, str) else None,
             )
             if spec.offset < 0 or spec.offset + spec.size > length:
                 raise f._fail("offset", f"a field inside the {length}-byte record", spec.offset)
             fields.append(spec)
         records.append(RecordSpec(rec.hex("header", None), length, kind, tuple(fields)))
-    if not records:
-        raise packet._fail("records", "at least one record", [])
-    if framing == "stream" and any(not r.header for r in records):
-        raise packet._fail(
-            "records", "a header on every record of a 'stream' framing", "a record without"
+    json_spec = pmd_spec = None
+    if framing == "json-lines":
+        js = packet.sub("json")
+        fields_map = {}
+        for key, val in js.get("fields", dict, "a table key -> {name, unit}", {}).items():
+            if not isinstance(val, dict) or val.get("unit") not in UNIT_TO_SI:
+                raise js._fail(
+                    f"fields.{key}", f"{{name = ..., unit = one of {sorted(UNIT_TO_SI)}}}", val
+                )
+            fields_map[str(key)] = (str(val.get("name")), UNIT_TO_SI[val["unit"]])
+        time_unit = js.get("time_unit", str, "'s', 'ms' or 'us'", "ms")
+        if time_unit not in ("s", "ms", "us"):
+            raise js._fail("time_unit", "'s', 'ms' or 'us'", time_unit)
+        json_spec = JsonSpec(
+            fields_map,
+            js.get("time_key", str, "a key", None),
+            {"s": 1e9, "ms": 1e6, "us": 1e3}[time_unit],
         )
-    sample_records = [r for r in records if r.kind == "sample"]
-    channel_sets = {
-        tuple(f.name for f in r.fields if f.name in SAMPLE_CHANNELS) for r in sample_records
-    }
-    if len(channel_sets) != 1 or not next(iter(channel_sets)):
-        raise packet._fail(
-            "records", "sample records that all carry the same sample channels", channel_sets
+        channels: tuple[str, ...] = tuple(
+            c for c in SAMPLE_CHANNELS if c in {v[0] for v in fields_map.values()}
         )
+    elif framing == "polar-pmd":
+        pm = packet.sub("pmd")
+        types = {
+            int(k): str(v)
+            for k, v in pm.get("types", dict, "measurement type -> acc/gyr/mag", {}).items()
+        }
+        raw_to_si = {
+            g: UNIT_TO_SI[u] for g, u in pm.get("raw_unit", dict, "group -> unit", {}).items()
+        }
+        comp_to_si = {
+            g: UNIT_TO_SI[u]
+            for g, u in pm.get("compressed_unit", dict, "group -> unit", {}).items()
+        }
+        factor = pm.get("factor_setting", str, "a setting name", None)
+        if factor is not None and factor not in settings:
+            raise pm._fail("factor_setting", f"one of the settings {sorted(settings)}", factor)
+        pmd_spec = PmdSpec(types, raw_to_si, comp_to_si, factor)
+        groups = set(types.values())
+        channels = tuple(c for c in SAMPLE_CHANNELS if c[:3] in groups)
+    else:
+        if not records:
+            raise packet._fail("records", "at least one record", [])
+        if framing == "stream" and any(not r.header for r in records):
+            raise packet._fail(
+                "records", "a header on every record of a 'stream' framing", "a record without"
+            )
+        sample_records = [r for r in records if r.kind == "sample"]
+        channel_sets = {
+            tuple(f.name for f in r.fields if f.name in SAMPLE_CHANNELS) for r in sample_records
+        }
+        if len(channel_sets) != 1 or not next(iter(channel_sets)):
+            raise packet._fail(
+                "records", "sample records that all carry the same sample channels", channel_sets
+            )
+        channels = next(iter(channel_sets))
+    if not channels:
+        raise packet._fail("framing", "a packet layout that yields sample channels", "none")
     rates = top.sub("rates", {})
     rate_writes = {}
     for key, value in rates.get("writes", dict, "a table of rate -> writes", {}).items():
@@ -261,10 +412,17 @@ def load_profile(path: Path | str) -> Profile:
         write=(gatt.get("write", str, "a characteristic UUID", None) or None),
         framing=framing,
         records=tuple(records),
-        channels=next(iter(channel_sets)),
+        channels=channels,
         rate_writes=rate_writes,
         default_rate_hz=default_rate,
         start=_writes(top.subs("start")),
+        settings=settings,
+        json=json_spec,
+        pmd=pmd_spec,
+        device_timestamps=framing == "polar-pmd"
+        or (json_spec is not None and json_spec.time_key is not None),
+        battery=gatt.get("battery", bool, "true or false", False),
+        min_mtu=gatt.get("min_mtu", int, "an ATT MTU in bytes", 23),
     )
 
 

@@ -195,16 +195,42 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, found {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def decoded_json(channels: tuple[str, ...], sample: Any) -> dict[str, Any]:
+    """A decoded sample as printed by ``poise decode``: groups present in it, SI units."""
+    import math
+
+    obj: dict[str, Any] = {"kind": "sample"}
+    values = dict(zip(channels, sample.values, strict=True))
+    for group in ("acc", "gyr", "mag"):
+        names = [f"{group}_{a}" for a in "xyz"]
+        if all(n in values and not math.isnan(values[n]) for n in names):
+            obj[group] = [round(values[n], 9) for n in names]
+    if sample.device_time_ns is not None:
+        obj["device_time_ns"] = sample.device_time_ns
+    obj.update({k: round(v, 9) for k, v in sample.extra.items()})
+    return obj
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     from collector.decode import DecodeError, Decoder
     from collector.profiles import ProfileError, get
 
     try:
         profile = get(args.profile)
-    except ProfileError as exc:
+        decoder = Decoder(profile, strict=True, settings=_settings(args.set))
+    except (ProfileError, ValueError) as exc:
         print(f"poise decode: {exc}", file=sys.stderr)
         return 2
-    decoder = Decoder(profile, strict=True)
     for i, text in enumerate(args.hex):
         try:
             data = bytes.fromhex(text.replace(" ", "").replace(":", ""))
@@ -220,14 +246,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             )
             return 2
         for s in samples:
-            obj: dict[str, Any] = {"kind": "sample"}
-            values = dict(zip(profile.channels, s.values, strict=True))
-            for group in ("acc", "gyr", "mag"):
-                names = [f"{group}_{a}" for a in "xyz"]
-                if all(n in values for n in names):
-                    obj[group] = [round(values[n], 9) for n in names]
-            obj.update({k: round(v, 9) for k, v in s.extra.items()})
-            print(json.dumps(obj))
+            print(json.dumps(decoded_json(profile.channels, s)))
     if decoder.pending_bytes():
         print(
             f"poise decode: {decoder.pending_bytes()} bytes at the end do not complete a record",
