@@ -183,14 +183,10 @@ class Profile:
         """The writes that configure and start the device, with settings filled in."""
         out = []
         for w in (*self.rate_writes.get(rate_hz or self.default_rate_hz, ()), *self.start):
-            if w.setting is not None:
-                w = Write(
-                    self.settings[w.setting].writes[values[w.setting]],
-                    w.response,
-                    w.delay_s,
-                    w.char,
-                )
-            out.append(w)
+            data = (
+                w.data if w.setting is None else self.settings[w.setting].writes[values[w.setting]]
+            )
+            out.append(Write(data, w.response, w.delay_s, w.char))
         return out
 
     def matches(self, name: str | None, service_uuids: list[str]) -> bool:
