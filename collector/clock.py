@@ -27,6 +27,8 @@ class ClockParams:
     window_s: float = 30.0  # blocks older than this no longer shape the line
     max_drift_ppm: float = 1000.0  # a fitted slope beyond this is clamped (a stalled stream)
     max_slew: float = 0.05  # corrections bend time by at most this fraction of a period per sample
+    gap_s: float = 0.15  # arrivals this much later than the line mean samples were lost ...
+    gap_periods: float = 8.0  # ... and at least this many sample periods
 
 
 class HostClock:
@@ -46,6 +48,8 @@ class HostClock:
         self.period_ns = self.nominal_period_ns
         self._slope = 0.0
         self._closed_intercept = float("inf")
+        self.lost_samples = 0  # samples the device measured that never arrived
+        self._pending: tuple[int, int, float] | None = None  # a gap being refined
 
     @property
     def samples_seen(self) -> int:
@@ -80,6 +84,37 @@ class HostClock:
             self._ref_ns = arrival_ns
         k_last = self._k + n_samples - 1
         residual = (arrival_ns - self._ref_ns) - k_last * self.nominal_period_ns
+        jump = False
+        if self._blocks:
+            line = self._closed_intercept + self._slope * k_last
+            late_ns = residual - line
+            gap_ns = max(self.params.gap_s * 1e9, self.params.gap_periods * self.nominal_period_ns)
+            if late_ns > gap_ns:
+                # The device went on measuring while nothing reached us (a drop, a stall, a
+                # full FIFO): those samples are lost. Count them and move the index on.
+                lost = round(late_ns / self.nominal_period_ns)
+                self._k += lost
+                self.lost_samples += lost
+                k_last += lost
+                residual -= lost * self.nominal_period_ns
+                self._pending = (lost, k_last + self._block_len, float("inf"))
+                jump = True
+            elif self._pending is not None:
+                # refine with the earliest arrivals after the gap: the lowest residual is the
+                # device's real timing, as the line's is before it
+                first, until, best = self._pending
+                best = min(best, late_ns)
+                if k_last < until:
+                    self._pending = (first, until, best)
+                else:
+                    self._pending = None
+                    fix = round(best / self.nominal_period_ns)
+                    if fix:
+                        self._k += fix
+                        self.lost_samples += fix
+                        k_last += fix
+                        residual -= fix * self.nominal_period_ns
+                        jump = fix > 0  # time never jumps back: slewing takes it there
         block = k_last // self._block_len
         if block != self._cur_block:
             if self._cur_min is not None:
@@ -95,8 +130,10 @@ class HostClock:
         self.period_ns = period
         ks = np.arange(self._k, self._k + n_samples, dtype=np.float64)
         target = self._ref_ns + intercept + ks * period
-        if self._last_ns is None:
+        if self._last_ns is None or jump:
             out = np.round(target).astype(np.int64)
+            if self._last_ns is not None:
+                out = np.maximum(out, self._last_ns + 1 + np.arange(n_samples, dtype=np.int64))
         else:
             # Slew towards the fitted line instead of jumping: a refit (a lower arrival seen,
             # old minima leaving the window) then bends time by at most max_slew per sample
@@ -111,3 +148,34 @@ class HostClock:
         self._last_ns = int(out[-1])
         self._k += n_samples
         return out
+
+
+class DeviceClock:
+    """For devices that timestamp their samples (Polar PMD, JSON sketches): the device's
+    clock mapped onto the host's. The offset is the lower envelope of (arrival - device
+    time) over a sliding window, as for HostClock: latency only ever makes arrivals later."""
+
+    def __init__(self, window_s: float = 30.0, block_s: float = 1.0) -> None:
+        self._blocks: deque[tuple[int, int]] = deque()  # (device time, min offset) per block
+        self._block_ns = int(block_s * 1e9)
+        self._window_ns = int(window_s * 1e9)
+        self._cur: tuple[int, int] | None = None  # (block start device time, min offset)
+        self.offset_ns: int | None = None
+
+    def observe(self, device_ns: int, arrival_ns: int) -> None:
+        """A notification whose newest sample has ``device_ns`` arrived at ``arrival_ns``."""
+        off = arrival_ns - device_ns
+        if self._cur is None or device_ns - self._cur[0] >= self._block_ns:
+            if self._cur is not None:
+                self._blocks.append(self._cur)
+            self._cur = (device_ns, off)
+            while self._blocks and device_ns - self._blocks[0][0] > self._window_ns:
+                self._blocks.popleft()
+        elif off < self._cur[1]:
+            self._cur = (self._cur[0], off)
+        self.offset_ns = min([b[1] for b in self._blocks] + [self._cur[1]])
+
+    def to_host(self, device_ns: int) -> int:
+        if self.offset_ns is None:
+            raise ValueError("no notification observed yet")
+        return device_ns + self.offset_ns

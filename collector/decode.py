@@ -268,8 +268,15 @@ class Decoder:
         t_last_ns = POLAR_EPOCH_NS + t_last
         prev = self._last_pmd_ns.get(mtype)
         nominal = 1e9 / self.profile.default_rate_hz
-        period = (t_last_ns - prev) / n if prev is not None and t_last_ns > prev else nominal
-        self._last_pmd_ns[mtype] = t_last_ns
+        period = nominal
+        if prev is not None and t_last_ns > prev:
+            # spread the samples back to the previous frame's last one, as Polar's SDK does,
+            # unless a frame went missing or came out of order in between
+            measured = (t_last_ns - prev) / n
+            if 0.8 * nominal <= measured <= 1.25 * nominal:
+                period = measured
+        if prev is None or t_last_ns > prev:
+            self._last_pmd_ns[mtype] = t_last_ns
         chans = self.profile.channels
         slots = [chans.index(f"{group}_{a}") for a in "xyz"]
         out = []

@@ -6,11 +6,14 @@ the code that handles a patient's data. Pure: arrival times are arguments.
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from collector.clock import ClockParams, HostClock
+from collector.clock import ClockParams, DeviceClock, HostClock
 from collector.decode import Decoder
 from collector.profiles import Profile
 from poise.core.wire import Frame
@@ -19,6 +22,14 @@ from poise.core.wire import Frame
 @dataclass(frozen=True)
 class FramerParams:
     frame_s: float = 0.1  # one MQTT message per ~100 ms of samples
+    reorder_s: float = 0.1  # device-timestamped samples wait this long for late ones
+
+
+@dataclass
+class PipelineStats:
+    duplicates: int = 0  # device-timestamped samples seen twice (dropped)
+    late: int = 0  # arrived after their frame was sent (dropped, counted lost)
+    partial: int = 0  # samples without every channel of this pipeline (dropped)
 
 
 class SensorPipeline:
@@ -32,12 +43,25 @@ class SensorPipeline:
         rate_hz: float,
         framer: FramerParams | None = None,
         clock: ClockParams | None = None,
+        settings: dict[str, str] | None = None,
+        channels: tuple[str, ...] | None = None,
     ) -> None:
         self.profile = profile
         self.sensor_id = sensor_id
-        self.decoder = Decoder(profile)
+        self.decoder = Decoder(profile, settings=settings)
         self.clock = HostClock(clock or ClockParams(nominal_rate_hz=rate_hz))
-        self.frame_len = max(1, round((framer or FramerParams()).frame_s * rate_hz))
+        self.device_clock = DeviceClock() if profile.device_timestamps else None
+        fp = framer or FramerParams()
+        self.frame_len = max(1, round(fp.frame_s * rate_hz))
+        self.reorder_len = round(fp.reorder_s * rate_hz)
+        self.period_ns = 1e9 / rate_hz
+        # a pipeline may carry a subset of the profile's channels (e.g. a Verity Sense's acc)
+        self.channels = channels or profile.channels
+        self._slots = [profile.channels.index(c) for c in self.channels]
+        self.stats = PipelineStats()
+        self._dev: list[tuple[int, tuple[float, ...]]] = []  # device time, values; sorted
+        self._last_dev_ns: int | None = None  # device time of the newest sample framed
+        self.device_lost = 0
         self._values: list[tuple[float, ...]] = []
         self._times: list[int] = []
         self._seq = 0  # index of the next frame's first sample
@@ -49,20 +73,80 @@ class SensorPipeline:
     def samples_out(self) -> int:
         return self._seq
 
+    @property
+    def lost_samples(self) -> int:
+        return self.device_lost if self.device_clock is not None else self.clock.lost_samples
+
     def feed(self, notification: bytes, arrival_ns: int) -> list[Frame]:
-        samples = self.decoder.feed(notification)
+        decoded = self.decoder.feed(notification)
+        samples = []
+        for s in decoded:
+            vals = tuple(s.values[i] for i in self._slots)
+            if any(math.isnan(v) for v in vals):  # a sample of another stream of this device
+                self.stats.partial += 1
+                continue
+            samples.append((s, vals))
         if not samples:
             return []
+        if self.device_clock is not None:
+            return self._feed_device_timed(samples, arrival_ns)
         times = self.clock.stamp(len(samples), arrival_ns)
-        self._values.extend(s.values for s in samples)
+        self._values.extend(v for _s, v in samples)
         self._times.extend(times.tolist())
-        self.last_values = samples[-1].values
+        self.last_values = samples[-1][1]
         frames = []
         while len(self._values) >= self.frame_len:
             frames.append(self._take(self.frame_len))
         return frames
 
+    def _feed_device_timed(
+        self, samples: list[tuple[Any, tuple[float, ...]]], arrival_ns: int
+    ) -> list[Frame]:
+        """Device timestamps order the samples: duplicates are dropped, samples that arrive
+        out of order wait (reorder_s) for their place, gaps in device time are lost samples."""
+        assert self.device_clock is not None
+        newest = max(s.device_time_ns for s, _v in samples)
+        self.device_clock.observe(newest, arrival_ns)
+        known = {t for t, _ in self._dev}
+        for s, vals in samples:
+            t = s.device_time_ns
+            if t in known or (self._last_dev_ns is not None and t == self._last_dev_ns):
+                self.stats.duplicates += 1
+                continue
+            if self._last_dev_ns is not None and t < self._last_dev_ns:
+                self.stats.late += 1
+                continue
+            bisect.insort(self._dev, (t, vals))
+            known.add(t)
+        self.last_values = samples[-1][1]
+        frames = []
+        while len(self._dev) >= self.frame_len + self.reorder_len:
+            frames.append(self._take_device(self.frame_len))
+        return frames
+
+    def _take_device(self, n: int) -> Frame:
+        assert self.device_clock is not None
+        # a frame is evenly spaced: it ends before a gap in device time
+        prev = self._last_dev_ns
+        for i, (t, _v) in enumerate(self._dev[:n]):
+            if prev is not None and t - prev > 1.5 * self.period_ns:
+                if i == 0:  # the gap is before this frame: count it, skip its indices
+                    lost = round((t - prev) / self.period_ns) - 1
+                    self.device_lost += lost
+                    self._seq += lost
+                else:
+                    n = i
+                    break
+            prev = t
+        chunk, self._dev = self._dev[:n], self._dev[n:]
+        self._last_dev_ns = chunk[-1][0]
+        self._values = [v for _t, v in chunk]
+        self._times = [self.device_clock.to_host(t) for t, _v in chunk]
+        return self._take(len(chunk))
+
     def flush(self) -> list[Frame]:
+        if self.device_clock is not None:
+            return [self._take_device(len(self._dev))] if self._dev else []
         return [self._take(len(self._values))] if self._values else []
 
     def _take(self, n: int) -> Frame:
@@ -78,7 +162,7 @@ class SensorPipeline:
             first_sample_seq=self._seq,
             t0_ns=t0,
             period_ns=period,
-            channels=self.profile.channels,
+            channels=self.channels,
             data=np.asarray(values, dtype=np.float32),
         )
         self._seq += n

@@ -162,3 +162,65 @@ def test_spool_keeps_unacked_frames_across_reopen(tmp_path: Path):
     assert s.counts() == (2, 1)
     assert s.purge(acked_before_ns=101) == 1
     assert s.counts() == (2, 0)
+
+
+@pytest.mark.parametrize(("withheld", "reported"), [(9, 0), (20, 20), (57, 57), (300, 300)])
+def test_clock_counts_samples_lost_in_a_gap(withheld, reported):
+    """A device without counters goes quiet (drop, stall, FIFO overflow) and resumes: the
+    samples it measured meanwhile are counted as lost and later samples keep true times.
+    A gap shorter than ClockParams.gap_s (150 ms) cannot be told from BLE latency without a
+    device counter: 9 samples at 100 Hz go unreported (and their time is absorbed)."""
+    rng = np.random.default_rng(withheld)
+    rate = 100.0
+    true_t = np.arange(4000) / rate
+    sent = np.ones(4000, bool)
+    sent[1500 : 1500 + withheld] = False
+    clock = HostClock(ClockParams(nominal_rate_hz=rate))
+    stamped, truth = [], []
+    idx = np.flatnonzero(sent)
+    i = 0
+    while i < len(idx):
+        j = min(len(idx), i + int(rng.integers(1, 4)))
+        arrival = true_t[idx[j - 1]] + 0.004 + abs(rng.normal(0, 0.004))
+        stamped.extend(clock.stamp(j - i, int(arrival * 1e9)).tolist())
+        truth.extend(true_t[idx[i:j]].tolist())
+        i = j
+    assert clock.lost_samples == reported
+    err = np.array(stamped[2000:]) / 1e9 - np.array(truth[2000:])
+    if reported:
+        assert np.ptp(err) < 0.01
+    assert np.all(np.diff(stamped) > 0)
+
+
+def _h10_frame(t_last_ns: int, samples: list[tuple[int, int, int]]) -> bytes:
+    body = b"".join(int(v).to_bytes(2, "little", signed=True) for s in samples for v in s)
+    return bytes([2]) + t_last_ns.to_bytes(8, "little") + bytes([1]) + body
+
+
+def test_device_timestamps_drop_duplicates_reorder_and_count_gaps():
+    """Duplicate and reordered notifications, tested through the pipeline (the transport seam):
+    the virtual BLE peripheral speaks WitMotion, whose packets carry neither counter nor time."""
+    prof = profiles.get("polar-h10")
+    pipe = SensorPipeline(prof, "h10", 100.0)
+    frames_ns = [(k + 1) * 50_000_000 for k in range(40)]  # 5 samples per frame, 10 ms apart
+    notes = [
+        _h10_frame(t, [(k * 5 + i, 0, 1000) for i in range(5)]) for k, t in enumerate(frames_ns)
+    ]
+    order = list(range(40))
+    order[10], order[11] = order[11], order[10]  # reordered
+    order.insert(20, 19)  # duplicated
+    del order[order.index(30)]  # lost: 5 samples
+    out = []
+    for j, k in enumerate(order):
+        out += pipe.feed(notes[k], 10**18 + j * 50_000_000 + 3_000_000)
+    out += pipe.flush()
+    xs = np.concatenate([f.data[:, 0] for f in out])
+    expected = [v for k in range(40) if k != 30 for v in range(k * 5, k * 5 + 5)]
+    np.testing.assert_allclose(xs, np.array(expected) * 0.00980665, rtol=1e-6)
+    assert pipe.stats.duplicates == 5
+    assert pipe.lost_samples == 5
+    times = np.concatenate([f.times_ns() for f in out])
+    assert np.all(np.diff(times) > 0)
+    seqs = [f.first_sample_seq for f in out]
+    assert seqs == sorted(seqs)
+    assert out[-1].first_sample_seq + out[-1].n_samples == 200  # indices include the lost ones

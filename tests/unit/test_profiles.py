@@ -82,17 +82,23 @@ def test_settings_are_checked():
 
 
 def test_polar_frames_space_samples_by_the_previous_timestamp():
-    prof = profiles.get("polar-h10")
+    prof = profiles.get("polar-h10")  # nominal 100 Hz
     dec = Decoder(prof)
     one = "01" + "f7ffffffe703" * 4  # 4 raw samples
-    dec.feed(bytes.fromhex("02" + (10**9).to_bytes(8, "little").hex() + one))
-    second = dec.feed(bytes.fromhex("02" + (10**9 + 20_000_000).to_bytes(8, "little").hex() + one))
-    # 4 samples over the 20 ms since the last frame: 5 ms apart
-    assert [s.device_time_ns - profiles.POLAR_EPOCH_NS for s in second] == [
-        1_005_000_000,
-        1_010_000_000,
-        1_015_000_000,
-        1_020_000_000,
+
+    def frame(t_ns: int) -> list[int]:
+        out = dec.feed(bytes.fromhex("02" + t_ns.to_bytes(8, "little").hex() + one))
+        return [s.device_time_ns - profiles.POLAR_EPOCH_NS for s in out]
+
+    frame(10**9)
+    # 4 samples over the 44 ms since the last frame: the device runs at 90.9 Hz, 11 ms apart
+    assert frame(10**9 + 44_000_000) == [1_011_000_000, 1_022_000_000, 1_033_000_000, 1_044_000_000]
+    # a frame went missing (84 ms for 4 samples): nominal spacing back from the timestamp
+    assert frame(10**9 + 128_000_000) == [
+        1_098_000_000,
+        1_108_000_000,
+        1_118_000_000,
+        1_128_000_000,
     ]
 
 
