@@ -50,10 +50,16 @@ class HostClock:
         self._closed_intercept = float("inf")
         self.lost_samples = 0  # samples the device measured that never arrived
         self._pending: tuple[int, int, float] | None = None  # a gap being refined
+        self._frozen = (0.0, 0.0)  # the line before that gap
 
     @property
     def samples_seen(self) -> int:
         return self._k
+
+    @property
+    def refining_gap(self) -> bool:
+        """A gap was just detected and its size is still being refined."""
+        return self._pending is not None
 
     def _refit_closed(self) -> None:
         """Slope and intercept from the closed blocks; runs once per block."""
@@ -67,6 +73,27 @@ class HostClock:
         self._slope = slope
         # lower envelope: the line with that slope that no block minimum lies below
         self._closed_intercept = float(np.min(rs - slope * ks)) if len(ks) else float("inf")
+
+    def settle(self) -> None:
+        """End of a stream: finish refining a gap with the arrivals seen so far."""
+        if self._pending is None:
+            return
+        first, _until, best = self._pending
+        self._pending = None
+        if best != float("inf"):
+            fix = round(best / self.nominal_period_ns)
+            if fix:
+                self._k += fix
+                self.lost_samples += fix
+                self._shift_since(first, fix)
+
+    def _shift_since(self, k_from: int, fix: int) -> None:
+        d = fix * self.nominal_period_ns
+        self._blocks = deque((k + fix, r - d) if k >= k_from else (k, r) for k, r in self._blocks)
+        if self._cur_min is not None and self._cur_min[0] >= k_from:
+            self._cur_min = (self._cur_min[0] + fix, self._cur_min[1] - d)
+        if self._blocks:
+            self._refit_closed()
 
     def _fit(self) -> tuple[float, float]:
         """(intercept residual, period) of the lower envelope line."""
@@ -86,8 +113,12 @@ class HostClock:
         residual = (arrival_ns - self._ref_ns) - k_last * self.nominal_period_ns
         jump = False
         if self._blocks:
-            line = self._closed_intercept + self._slope * k_last
-            late_ns = residual - line
+            # during a gap's refinement the line stays as it was before the gap, so that
+            # refits mixing both sides of the gap cannot bias the correction
+            icpt, slope = (
+                self._frozen if self._pending is not None else (self._closed_intercept, self._slope)
+            )
+            late_ns = residual - (icpt + slope * k_last)
             gap_ns = max(self.params.gap_s * 1e9, self.params.gap_periods * self.nominal_period_ns)
             if late_ns > gap_ns:
                 # The device went on measuring while nothing reached us (a drop, a stall, a
@@ -97,7 +128,8 @@ class HostClock:
                 self.lost_samples += lost
                 k_last += lost
                 residual -= lost * self.nominal_period_ns
-                self._pending = (lost, k_last + self._block_len, float("inf"))
+                self._pending = (k_last - n_samples + 1, k_last + self._block_len, float("inf"))
+                self._frozen = (self._closed_intercept, self._slope)
                 jump = True
             elif self._pending is not None:
                 # refine with the earliest arrivals after the gap: the lowest residual is the
@@ -115,6 +147,9 @@ class HostClock:
                         k_last += fix
                         residual -= fix * self.nominal_period_ns
                         jump = fix > 0  # time never jumps back: slewing takes it there
+                        # minima recorded since the gap used the old index: move them too,
+                        # or the envelope would keep the error for a whole window
+                        self._shift_since(first, fix)
         block = k_last // self._block_len
         if block != self._cur_block:
             if self._cur_min is not None:

@@ -62,6 +62,8 @@ class SensorPipeline:
         self._dev: list[tuple[int, tuple[float, ...]]] = []  # device time, values; sorted
         self._last_dev_ns: int | None = None  # device time of the newest sample framed
         self.device_lost = 0
+        self._gap_at: int | None = None  # buffer index of a gap being refined (host clock)
+        self._lost_indexed = 0  # lost samples already skipped in the sample index
         self._values: list[tuple[float, ...]] = []
         self._times: list[int] = []
         self._seq = 0  # index of the next frame's first sample
@@ -90,11 +92,26 @@ class SensorPipeline:
             return []
         if self.device_clock is not None:
             return self._feed_device_timed(samples, arrival_ns)
+        lost_before = self.clock.lost_samples
+        refining_before = self.clock.refining_gap
         times = self.clock.stamp(len(samples), arrival_ns)
+        if self.clock.lost_samples > lost_before and not refining_before and self._gap_at is None:
+            self._gap_at = len(self._values)  # everything buffered so far precedes the gap
         self._values.extend(v for _s, v in samples)
         self._times.extend(times.tolist())
         self.last_values = samples[-1][1]
-        frames = []
+        frames: list[Frame] = []
+        if self._gap_at is not None:
+            if self.clock.refining_gap:
+                return frames  # hold on until the gap's size is final
+            # frames end at the gap, and the sample index skips what was lost
+            pre, self._gap_at = self._gap_at, None
+            while pre > 0:
+                n = min(pre, self.frame_len)
+                frames.append(self._take(n))
+                pre -= n
+            self._seq += self.clock.lost_samples - self._lost_indexed
+            self._lost_indexed = self.clock.lost_samples
         while len(self._values) >= self.frame_len:
             frames.append(self._take(self.frame_len))
         return frames
@@ -147,7 +164,17 @@ class SensorPipeline:
     def flush(self) -> list[Frame]:
         if self.device_clock is not None:
             return [self._take_device(len(self._dev))] if self._dev else []
-        return [self._take(len(self._values))] if self._values else []
+        frames: list[Frame] = []
+        self.clock.settle()
+        if self._gap_at is not None:
+            pre, self._gap_at = self._gap_at, None
+            if pre:
+                frames.append(self._take(pre))
+            self._seq += self.clock.lost_samples - self._lost_indexed
+            self._lost_indexed = self.clock.lost_samples
+        if self._values:
+            frames.append(self._take(len(self._values)))
+        return frames
 
     def _take(self, n: int) -> Frame:
         values, self._values = self._values[:n], self._values[n:]

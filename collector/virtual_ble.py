@@ -346,7 +346,8 @@ class VirtualWitMotion:
         self.unlocked = False
         self.writes: list[bytes] = []
         self.sent = 0  # samples notified
-        self.withheld = 0  # samples measured but not sent (nobody listening, stall, fault)
+        self.withheld = 0  # samples measured but not sent once streaming had begun
+        self.ever_subscribed = False
         self.stalled = False
         self._skip = 0  # samples to withhold on purpose
         self._task: asyncio.Task[None] | None = None
@@ -447,8 +448,11 @@ class VirtualWitMotion:
             self._index += int(stride_src)
             stride_src -= int(stride_src)
             listeners = self._listeners()
+            if listeners:
+                self.ever_subscribed = True
             if not listeners or self.stalled:
-                self.withheld += new
+                if self.ever_subscribed:  # before anyone ever listened, nobody can miss it
+                    self.withheld += new
                 continue
             if self._skip:
                 k = min(self._skip, new)
@@ -458,13 +462,13 @@ class VirtualWitMotion:
                 if not idx:
                     continue
             records = encode_witmotion(self.acc[idx], self.gyr[idx])
-            for conn in listeners:
-                size = max(20, (conn.att_mtu - 3) // 20 * 20)
-                for pos in range(0, len(records), size):
-                    try:
-                        await self.device.notify_subscriber(
-                            conn, self.notify_char, records[pos : pos + size]
-                        )
-                    except Exception:  # the link went down mid-event
-                        log.debug("notify failed", exc_info=True)
-            self.sent += len(idx)
+            conn = listeners[0]  # a sensor serves one central
+            size = max(20, (conn.att_mtu - 3) // 20 * 20)
+            for pos in range(0, len(records), size):
+                chunk = records[pos : pos + size]
+                try:
+                    await self.device.notify_subscriber(conn, self.notify_char, chunk)
+                    self.sent += len(chunk) // 20
+                except Exception:  # the link went down mid-event: these never left
+                    log.debug("notify failed", exc_info=True)
+                    self.withheld += len(chunk) // 20

@@ -1,0 +1,503 @@
+"""The BLE shell: scan, connect, configure, subscribe and supervise sensors with bleak.
+
+One ``SensorSession`` per sensor keeps it streaming: it finds the device, connects with
+bleak-retry-connector, writes the profile's configuration, subscribes, and supervises. On
+a drop it reconnects with backoff, configures and subscribes again; a sensor that stops
+notifying without disconnecting (a stall) is disconnected and reconnected the same way.
+Other sensors are not disturbed. The notification callback only stamps the arrival time
+and queues the bytes; decoding, the clock model and framing run in the session's own task.
+
+bleak is reached through its public API only, with two seams for tests: the client class
+handed to ``establish_connection`` and the scanner backend (``collector.virtual_ble``
+provides bumble-backed ones). No science here: the pipeline (decoder, clock, framer) is pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import time
+import tomllib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import BleakError
+from bleak_retry_connector import establish_connection
+
+from collector import profiles
+from collector.pipeline import SensorPipeline
+from collector.profiles import Profile
+from poise.core import topics, wire
+
+log = logging.getLogger("poise.collector.ble")
+BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
+
+
+class ConfigError(ValueError):
+    """A gateway config that cannot be used; the message names file, field, expected, found."""
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    sensor_id: str  # pseudonymous, used in topics
+    patient: str  # pseudonymous
+    profile: str
+    address: str | None = None  # BLE address; or
+    name: str | None = None  # the advertised name
+    rate_hz: int | None = None  # default: the profile's
+    settings: dict[str, str] = field(default_factory=dict)
+    channels: tuple[str, ...] | None = None  # default: all of the profile's
+    placement: str | None = None
+
+
+@dataclass(frozen=True)
+class SupervisorParams:
+    stall_s: float = 3.0  # no notification for this long while connected: reconnect
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    connect_attempts: int = 3  # per establish_connection call
+    scan_timeout_s: float = 10.0
+    status_every_s: float = 5.0
+
+
+@dataclass
+class SensorStats:
+    state: str = "idle"  # scanning, connecting, streaming, reconnecting, stopped
+    connects: int = 0
+    drops: int = 0
+    stalls: int = 0
+    notifications: int = 0
+    samples: int = 0
+    frames: int = 0
+    lost_samples: int = 0
+    duplicates: int = 0
+    skipped_bytes: int = 0
+    battery_pct: int | None = None
+    rssi_dbm: int | None = None
+    effective_rate_hz: float | None = None
+    jitter_ms: float | None = None
+
+    def as_status(self, spec: SensorSpec) -> dict[str, Any]:
+        return {
+            "kind": "sensor",
+            "online": self.state == "streaming",
+            "state": self.state,
+            "profile": spec.profile,
+            "placement": spec.placement,
+            **{k: v for k, v in self.__dict__.items() if k != "state"},
+        }
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    site: str
+    gateway_id: str
+    mqtt_host: str
+    mqtt_port: int
+    spool_path: Path
+    sensors: tuple[SensorSpec, ...]
+    supervision: SupervisorParams = field(default_factory=SupervisorParams)
+
+
+def load_gateway_config(path: Path | str) -> GatewayConfig:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+    def need(
+        table: dict[str, Any],
+        key: str,
+        kind: type | tuple[type, ...],
+        where: str,
+        expected: str,
+        default: Any = ...,
+    ) -> Any:
+        if key not in table:
+            if default is ...:
+                raise ConfigError(
+                    f"{path.name}: field '{where}{key}': expected {expected}, found nothing (missing)"
+                )
+            return default
+        value = table[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise ConfigError(
+                f"{path.name}: field '{where}{key}': expected {expected}, found {value!r}"
+            )
+        return value
+
+    def ident(table: dict[str, Any], key: str, where: str) -> str:
+        value = need(table, key, str, where, "a pseudonymous id [A-Za-z0-9_-]{1,64}")
+        if not topics.ID_RE.fullmatch(value):
+            raise ConfigError(
+                f"{path.name}: field '{where}{key}': expected a pseudonymous id "
+                f"[A-Za-z0-9_-]{{1,64}} (never a name), found {value!r}"
+            )
+        return str(value)
+
+    known = profiles.load_all()
+    mqtt = need(doc, "mqtt", dict, "", "a table", {})
+    spool = need(doc, "spool", dict, "", "a table", {})
+    sup = need(doc, "supervision", dict, "", "a table", {})
+    sensors = []
+    for i, raw in enumerate(need(doc, "sensor", list, "", "an array of [[sensor]] tables")):
+        where = f"sensor[{i}]."
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path.name}: field 'sensor[{i}]': expected a table, found {raw!r}")
+        prof = need(raw, "profile", str, where, f"one of {sorted(known)}")
+        if prof not in known:
+            raise ConfigError(
+                f"{path.name}: field '{where}profile': expected one of {sorted(known)}, found {prof!r}"
+            )
+        address = need(raw, "address", str, where, "a BLE address", None)
+        name = need(raw, "name", str, where, "an advertised name", None)
+        if address is None and name is None:
+            raise ConfigError(
+                f"{path.name}: field '{where}address': expected an address or a name, found neither"
+            )
+        settings = {
+            str(k): str(v) for k, v in need(raw, "settings", dict, where, "a table", {}).items()
+        }
+        try:
+            known[prof].resolve(settings)
+        except profiles.ProfileError as exc:
+            raise ConfigError(f"{path.name}: field '{where}settings': {exc}") from None
+        rate = need(raw, "rate_hz", int, where, "a rate in Hz", None)
+        if rate is not None and known[prof].rate_writes and rate not in known[prof].rate_writes:
+            raise ConfigError(
+                f"{path.name}: field '{where}rate_hz': expected one of "
+                f"{sorted(known[prof].rate_writes)}, found {rate}"
+            )
+        channels = need(raw, "channels", list, where, "a list of channel names", None)
+        sensors.append(
+            SensorSpec(
+                sensor_id=ident(raw, "id", where),
+                patient=ident(raw, "patient", where),
+                profile=prof,
+                address=address,
+                name=name,
+                rate_hz=rate,
+                settings=settings,
+                channels=tuple(channels) if channels else None,
+                placement=need(
+                    raw, "placement", str, where, "a placement such as 'lower_back'", None
+                ),
+            )
+        )
+    return GatewayConfig(
+        site=ident(doc, "site", ""),
+        gateway_id=ident(doc, "gateway_id", ""),
+        mqtt_host=need(mqtt, "host", str, "mqtt.", "a host name", "127.0.0.1"),
+        mqtt_port=need(mqtt, "port", int, "mqtt.", "a port", 1883),
+        spool_path=Path(need(spool, "path", str, "spool.", "a file path", "poise-spool.db")),
+        sensors=tuple(sensors),
+        supervision=_supervision(sup, need),
+    )
+
+
+def _supervision(sup: dict[str, Any], need: Callable[..., Any]) -> SupervisorParams:
+    d = SupervisorParams()
+    return SupervisorParams(
+        stall_s=float(need(sup, "stall_s", (int, float), "supervision.", "seconds", d.stall_s)),
+        reconnect_initial_s=float(
+            need(
+                sup,
+                "reconnect_initial_s",
+                (int, float),
+                "supervision.",
+                "seconds",
+                d.reconnect_initial_s,
+            )
+        ),
+        reconnect_max_s=float(
+            need(sup, "reconnect_max_s", (int, float), "supervision.", "seconds", d.reconnect_max_s)
+        ),
+        connect_attempts=int(
+            need(sup, "connect_attempts", int, "supervision.", "a whole number", d.connect_attempts)
+        ),
+        scan_timeout_s=float(
+            need(sup, "scan_timeout_s", (int, float), "supervision.", "seconds", d.scan_timeout_s)
+        ),
+        status_every_s=float(
+            need(sup, "status_every_s", (int, float), "supervision.", "seconds", d.status_every_s)
+        ),
+    )
+
+
+FramesCallback = Callable[[SensorSpec, list[wire.Frame]], None]
+
+
+class SensorSession:
+    def __init__(
+        self,
+        spec: SensorSpec,
+        on_frames: FramesCallback,
+        *,
+        client_class: type[BleakClient] = BleakClient,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        params: SupervisorParams | None = None,
+        connect_lock: asyncio.Lock | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        self.spec = spec
+        self.profile = profile or profiles.get(spec.profile)
+        self.settings = self.profile.resolve(spec.settings)
+        self.rate_hz = spec.rate_hz or self.profile.default_rate_hz
+        self.params = params or SupervisorParams()
+        self.on_frames = on_frames
+        self.client_class = client_class
+        self.scanner_backend = scanner_backend
+        self.connect_lock = connect_lock or asyncio.Lock()
+        self.stats = SensorStats()
+        self.pipeline = SensorPipeline(
+            self.profile,
+            spec.sensor_id,
+            self.rate_hz,
+            settings=self.settings,
+            channels=spec.channels,
+        )
+        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self._last_notify = 0.0
+        self._disconnected = asyncio.Event()
+        self._arrivals: deque[int] = deque(maxlen=200)
+        self._samples_window: deque[tuple[float, int]] = deque(maxlen=50)
+
+    # the notification callback: trivial by design (bleak calls it on the event loop)
+    def _on_notify(self, _sender: Any, data: bytearray) -> None:
+        self._last_notify = time.monotonic()
+        self._queue.put_nowait((time.time_ns(), bytes(data)))
+
+    def _on_disconnect(self, _client: Any) -> None:
+        self._disconnected.set()
+
+    async def _decode_loop(self) -> None:
+        while True:
+            arrival_ns, data = await self._queue.get()
+            self.stats.notifications += 1
+            self._arrivals.append(arrival_ns)
+            frames = self.pipeline.feed(data, arrival_ns)
+            self._account(frames)
+
+    def _account(self, frames: list[wire.Frame], *, arrived: bool = True) -> None:
+        p = self.pipeline
+        self.stats.lost_samples = p.lost_samples
+        self.stats.duplicates = p.stats.duplicates
+        self.stats.skipped_bytes = p.decoder.stats.skipped_bytes
+        if frames:
+            self.stats.frames += len(frames)
+            self.stats.samples += sum(f.n_samples for f in frames)
+            self.on_frames(self.spec, frames)
+        if not arrived:
+            return
+        self._samples_window.append((time.monotonic(), p.decoder.stats.samples))
+        if len(self._samples_window) > 1:
+            (t0, n0), (t1, n1) = self._samples_window[0], self._samples_window[-1]
+            if t1 > t0:
+                self.stats.effective_rate_hz = round((n1 - n0) / (t1 - t0), 2)
+        if len(self._arrivals) > 2:
+            gaps = [
+                (b - a) / 1e6
+                for a, b in zip(self._arrivals, list(self._arrivals)[1:], strict=False)
+            ]
+            self.stats.jitter_ms = round(statistics.pstdev(gaps), 2)
+
+    async def _find(self) -> BLEDevice | None:
+        spec = self.spec
+
+        def match(dev: BLEDevice, adv: AdvertisementData) -> bool:
+            if spec.address is not None:
+                return dev.address.upper() == spec.address.upper()
+            return (adv.local_name or dev.name) == spec.name
+
+        found: dict[str, int] = {}
+
+        def remember(dev: BLEDevice, adv: AdvertisementData) -> bool:
+            ok = match(dev, adv)
+            if ok:
+                found["rssi"] = adv.rssi
+            return ok
+
+        kw: dict[str, Any] = {"backend": self.scanner_backend} if self.scanner_backend else {}
+        device = await BleakScanner.find_device_by_filter(
+            remember, timeout=self.params.scan_timeout_s, **kw
+        )
+        if device is not None:
+            self.stats.rssi_dbm = found.get("rssi")
+        return device
+
+    async def _configure(self, client: BleakClient) -> None:
+        for w in self.profile.writes_for(self.rate_hz, self.settings):
+            char = (w.char or self.profile.write or "").lower()
+            await client.write_gatt_char(char, w.data, response=w.response)
+            if w.delay_s:
+                await asyncio.sleep(w.delay_s)
+        if self.profile.battery:
+            with contextlib.suppress(BleakError, ValueError, KeyError):
+                self.stats.battery_pct = int((await client.read_gatt_char(BATTERY_LEVEL))[0])
+
+    async def _one_connection(self, stop: asyncio.Event) -> str:
+        """Connect, configure, stream until a drop, a stall or stop. Returns why it ended."""
+        async with self.connect_lock:  # sensors connect one at a time, never while scanning
+            self.stats.state = "scanning"
+            device = await self._find()
+            if device is None:
+                return "not_found"
+            self.stats.state = "connecting"
+            self._disconnected.clear()
+            client = await establish_connection(
+                self.client_class,
+                device,
+                self.spec.sensor_id,
+                disconnected_callback=self._on_disconnect,
+                max_attempts=self.params.connect_attempts,
+            )
+            try:
+                await self._configure(client)
+                await client.start_notify(self.profile.notify, self._on_notify)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
+                raise
+        self.stats.connects += 1
+        self.stats.state = "streaming"
+        self._last_notify = time.monotonic()
+        log.info(
+            "sensor %s streaming (%s at %d Hz)", self.spec.sensor_id, self.profile.id, self.rate_hz
+        )
+        try:
+            while True:
+                if stop.is_set():
+                    return "stopped"
+                if self._disconnected.is_set():
+                    return "dropped"
+                if time.monotonic() - self._last_notify > self.params.stall_s:
+                    return "stalled"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._disconnected.wait(), 0.1)
+        finally:
+            if not self._disconnected.is_set():
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        decoder = asyncio.create_task(self._decode_loop())
+        delay = self.params.reconnect_initial_s
+        try:
+            while not stop.is_set():
+                try:
+                    why = await self._one_connection(stop)
+                except (BleakError, TimeoutError, OSError) as exc:
+                    why = f"error: {exc}"
+                if why == "stopped":
+                    break
+                if why == "dropped":
+                    self.stats.drops += 1
+                    delay = self.params.reconnect_initial_s  # it was streaming: retry soon
+                elif why == "stalled":
+                    self.stats.stalls += 1
+                    delay = self.params.reconnect_initial_s
+                self.stats.state = "reconnecting"
+                log.warning(
+                    "sensor %s: %s; reconnecting in %.1f s", self.spec.sensor_id, why, delay
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, self.params.reconnect_max_s)
+        finally:
+            # hand over what was received before stopping
+            while not self._queue.empty():
+                arrival_ns, data = self._queue.get_nowait()
+                self._account(self.pipeline.feed(data, arrival_ns))
+            self._account(self.pipeline.flush(), arrived=False)
+            decoder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await decoder
+            self.stats.state = "stopped"
+
+
+class Gateway:
+    """All configured sensors of one gateway, publishing frames and status."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        publisher: Any,
+        *,
+        client_class: type[BleakClient] = BleakClient,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+    ) -> None:
+        self.config = config
+        self.publisher = publisher
+        lock = asyncio.Lock()
+        self.sessions = [
+            SensorSession(
+                spec,
+                self._publish,
+                client_class=client_class,
+                scanner_backend=scanner_backend,
+                params=config.supervision,
+                connect_lock=lock,
+            )
+            for spec in config.sensors
+        ]
+
+    def _publish(self, spec: SensorSpec, frames: list[wire.Frame]) -> None:
+        topic = topics.raw(self.config.site, spec.patient, spec.sensor_id)
+        self.publisher.publish([(topic, wire.encode(f)) for f in frames])
+
+    def publish_status(self) -> None:
+        for s in self.sessions:
+            self.publisher.publish_status(s.spec.sensor_id, s.stats.as_status(s.spec))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async def status_loop() -> None:
+            while not stop.is_set():
+                self.publish_status()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.config.supervision.status_every_s)
+
+        tasks = [asyncio.create_task(s.run(stop)) for s in self.sessions]
+        status = asyncio.create_task(status_loop())
+        await asyncio.gather(*tasks)
+        await status
+        self.publish_status()
+
+
+async def scan(
+    timeout_s: float = 5.0, scanner_backend: type[BaseBleakScanner] | None = None
+) -> list[dict[str, Any]]:
+    """Nearby devices with the profile that matches each (by name first, then service)."""
+    kw: dict[str, Any] = {"backend": scanner_backend} if scanner_backend else {}
+    found = await BleakScanner.discover(timeout=timeout_s, return_adv=True, **kw)
+    known = profiles.load_all()
+    out = []
+    for dev, adv in found.values():
+        name = adv.local_name or dev.name
+        by_name = [
+            p.id
+            for p in known.values()
+            if name and any(name.startswith(x) for x in p.name_prefixes)
+        ]
+        by_uuid = [
+            p.id for p in known.values() if any(u in p.service_uuids for u in adv.service_uuids)
+        ]
+        out.append(
+            {
+                "address": dev.address,
+                "name": name,
+                "rssi_dbm": adv.rssi,
+                "profile": (by_name or by_uuid or [None])[0],  # type: ignore[list-item]
+            }
+        )
+    return sorted(out, key=lambda d: -(d["rssi_dbm"] or -999))
