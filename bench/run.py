@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import analysis_throughput, ingest_throughput
+from bench import analysis_throughput, collector_throughput, ingest_throughput
 
 
 def main() -> None:
     results = {}
     sys.argv = [sys.argv[0]]
     results["analysis_throughput"] = analysis_throughput.main()
+    results["collector_throughput"] = collector_throughput.main()
     results["ingest_throughput"] = ingest_throughput.main()
     print(json.dumps(results, indent=2))
 

@@ -181,6 +181,95 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary.get("ok") else 1
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from collector.ble import scan
+
+    try:
+        found = asyncio.run(scan(args.timeout))
+    except Exception as exc:  # bleak raises platform errors: no adapter, no permission, no D-Bus
+        print(
+            f"poise scan: cannot scan: {exc}. Is there a Bluetooth adapter, and is BlueZ "
+            "(bluetoothd) running?",
+            file=sys.stderr,
+        )
+        return 1
+    for d in found:
+        print(json.dumps(d))
+    if not found:
+        print("poise scan: no devices seen", file=sys.stderr)
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from collector.ble import ConfigError, Gateway, load_gateway_config
+    from collector.publisher import Publisher
+    from collector.spool import Spool
+
+    try:
+        config = load_gateway_config(args.config)
+    except ConfigError as exc:
+        print(f"poise collect: {exc}", file=sys.stderr)
+        return 2
+    user, password = _mqtt_credentials()
+    pub = Publisher(
+        config.mqtt_host,
+        config.mqtt_port,
+        Spool(config.spool_path),
+        site=config.site,
+        gateway_id=config.gateway_id,
+        username=user,
+        password=password,
+    )
+    pub.start()
+    log = logging.getLogger("poise.collect")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        kwargs: dict[str, Any] = {}
+        world = None
+        if args.virtual:
+            from collector.virtual import simulate_patient
+            from collector.virtual_ble import VirtualWitMotion, VirtualWorld
+
+            world = VirtualWorld()
+            await world.start()
+            import numpy as np
+
+            for i, spec in enumerate(config.sensors):
+                if spec.profile != "witmotion-wt901ble" or not spec.name:
+                    raise SystemExit(
+                        f"--virtual simulates witmotion-wt901ble sensors given by name; "
+                        f"sensor {spec.sensor_id} is {spec.profile}"
+                    )
+                trace = simulate_patient(np.random.default_rng(i), 3600.0)["lower_back"]
+                await VirtualWitMotion(world, spec.name, trace.acc, trace.gyr).start()
+            kwargs = {
+                "client_class": world.client_class(),
+                "scanner_backend": world.scanner_backend(),
+            }
+        gw = Gateway(config, pub, **kwargs)
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        log.info("collecting from %d sensors for site %s", len(config.sensors), config.site)
+        await gw.run(stop)
+        if world is not None:
+            await world.close()
+        print(json.dumps({s.spec.sensor_id: s.stats.as_status(s.spec) for s in gw.sessions}))
+
+    try:
+        asyncio.run(main())
+    finally:
+        pub.stop(drain_timeout_s=10)
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from collector.profiles import ProfileError, load_all
 
@@ -377,6 +466,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the broker to acknowledge everything (default 120)",
     )
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "scan",
+        help="list nearby BLE devices and the profile that matches each",
+        description="Scans with bleak and prints one JSON object per device: address, "
+        "name, RSSI (dBm) and the matching firmware profile (by name, then by service).",
+    )
+    p.add_argument("--timeout", type=_positive, default=5.0, help="seconds to scan (default 5)")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser(
+        "collect",
+        help="run a gateway: stream the configured sensors to MQTT",
+        description="Connects the sensors of a gateway config one at a time, configures "
+        "them, and keeps them streaming (reconnecting after drops and stalls) until "
+        "SIGINT/SIGTERM. Frames are spooled to disk until the broker has them. A "
+        "commented example config: docs/deploy/gateway.example.toml.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="gateway config (TOML)")
+    p.add_argument("--duration", type=_positive, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "--virtual",
+        action="store_true",
+        help="no hardware: simulate the configured WitMotion sensors as virtual BLE "
+        "peripherals (bumble) and collect from them through the same bleak code",
+    )
+    p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("profiles", help="list the firmware profiles (supported sensors)")
     p.set_defaults(func=cmd_profiles)
