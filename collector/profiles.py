@@ -168,6 +168,7 @@ class Profile:
     device_timestamps: bool = False
     battery: bool = False
     min_mtu: int = 23
+    face_normal: str | None = None  # the sensor axis out of the device's face, e.g. "+z"
 
     def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
         """Every setting's value: the defaults, with ``overrides`` checked and applied."""
@@ -257,6 +258,13 @@ def _writes(readers: list[_Reader]) -> tuple[Write, ...]:
             )
         )
     return tuple(out)
+
+
+def _axis(axes: _Reader) -> str | None:
+    value = axes.get("face_normal", str, "one of +x, -x, +y, -y, +z, -z", None)
+    if value is not None and value not in ("+x", "-x", "+y", "-y", "+z", "-z"):
+        raise axes._fail("face_normal", "one of +x, -x, +y, -y, +z, -z", value)
+    return None if value is None else str(value)
 
 
 def load_profile(path: Path | str) -> Profile:
@@ -418,6 +426,7 @@ def load_profile(path: Path | str) -> Profile:
         device_timestamps=framing == "polar-pmd"
         or (json_spec is not None and json_spec.time_key is not None),
         battery=gatt.get("battery", bool, "true or false", False),
+        face_normal=_axis(top.sub("axes", {})),
         min_mtu=gatt.get("min_mtu", int, "an ATT MTU in bytes", 23),
     )
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +51,6 @@ from bumble.hci import Address
 from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
-
-from collector.virtual import encode_witmotion
 
 log = logging.getLogger("poise.collector.virtual_ble")
 
@@ -86,7 +86,7 @@ class VirtualWorld:
     def __init__(self) -> None:
         self.link = LocalLink()  # type: ignore[no-untyped-call]
         self.central = _device(self.link, "poise-gateway", "F0:00:00:00:00:01")
-        self.peripherals: dict[str, VirtualWitMotion] = {}
+        self.peripherals: dict[str, VirtualSensor] = {}
         self._next = 2
 
     async def start(self) -> None:
@@ -314,61 +314,116 @@ class _BumbleClient(BaseBleakClient):
 
 # --- virtual sensors ---
 
-WIT_SERVICE = "0000ffe5-0000-1000-8000-00805f9a34fb"
-WIT_NOTIFY = "0000ffe4-0000-1000-8000-00805f9a34fb"
-WIT_WRITE = "0000ffe9-0000-1000-8000-00805f9a34fb"
 WIT_RATES = {0x06: 10, 0x07: 20, 0x08: 50, 0x09: 100, 0x0B: 200}
+PMD_EPOCH_NS = 946_684_800 * 10**9
 
 
-class VirtualWitMotion:
-    """A WitMotion WT901BLE that measures ``acc``/``gyr`` (sensor frame, SI units, at
-    ``source_rate_hz``) in real time from when it is powered on.
+class VirtualSensor:
+    """A sensor of any firmware profile that measures ``acc``/``gyr``/``mag`` (sensor frame,
+    SI units, at ``source_rate_hz``) in real time from when it is powered on.
 
-    Like the real device it streams once notifications are on, changes its rate on an
-    unlocked register write, and loses what it measures while nobody listens. Counters say
-    exactly which samples it sent and which it withheld (not sent while measuring)."""
+    It offers the profile's GATT service, answers its configuration writes as the device
+    does (WitMotion's unlock/rate/save registers; a rate or start sequence for the others;
+    Polar's control point answers with an indication), streams the profile's own packet
+    layout at the configured rate, packed to the link's MTU, and loses what it measures while
+    nobody listens. It counts exactly what it sent and what it withheld."""
 
     def __init__(
         self,
         world: VirtualWorld,
+        profile_id: str,
         name: str,
         acc: np.ndarray,
         gyr: np.ndarray,
+        mag: np.ndarray | None = None,
         source_rate_hz: float = 100.0,
+        battery_pct: int = 87,
     ) -> None:
+        from collector import profiles
+
+        self.profile = profiles.get(profile_id)
         self.world = world
         self.name = name
         self.address = world.new_address()
         self.device = _device(world.link, name, self.address)
         self.acc, self.gyr = acc, gyr
+        self.mag = mag if mag is not None else np.tile([20.0, -5.0, -40.0], (len(acc), 1))
         self.source_rate_hz = source_rate_hz
-        self.rate_hz = 10  # the factory default until configured
+        p = self.profile
+        # WitMotion leaves the factory at 10 Hz; the others at their profile's default
+        self.rate_hz = 10 if p.id == "witmotion-wt901ble" else p.default_rate_hz
+        self.settings = p.resolve({})
+        self.needs_start = bool(p.start) or p.framing == "polar-pmd"
+        self.started = not self.needs_start
+        self._start_seen: set[bytes] = set()
         self.unlocked = False
         self.writes: list[bytes] = []
         self.sent = 0  # samples notified
         self.withheld = 0  # samples measured but not sent once streaming had begun
         self.ever_subscribed = False
         self.stalled = False
-        self._skip = 0  # samples to withhold on purpose
+        self._skip = 0
         self._task: asyncio.Task[None] | None = None
         self._t0 = 0.0
-        self._index = 0  # next source sample to emit
-        self._due_before = 0  # samples due at the last tick
-        self.notify_char = Characteristic(
-            WIT_NOTIFY, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
+        self._index = 0
+        self._due_before = 0
+        self._pending_indications: list[bytes] = []
+        props = Characteristic.Properties
+        self.notify_char = Characteristic(p.notify, props.NOTIFY, Characteristic.READABLE, b"")
+        write_props = props.WRITE_WITHOUT_RESPONSE | props.WRITE
+        if p.framing == "polar-pmd":
+            write_props = props.READ | props.WRITE | props.INDICATE
+        self.write_char: Characteristic[bytes] = Characteristic(
+            p.write or "0000ffff-0000-1000-8000-00805f9b34fb",
+            write_props,
+            Characteristic.READABLE | Characteristic.WRITEABLE,
+            CharacteristicValue(read=lambda _c: b"", write=self._on_write),
         )
-        write_char: Characteristic[bytes] = Characteristic(
-            WIT_WRITE,
-            Characteristic.Properties.WRITE_WITHOUT_RESPONSE | Characteristic.Properties.WRITE,
-            Characteristic.WRITEABLE,
-            CharacteristicValue(write=self._on_write),
-        )
-        self.device.add_service(Service(WIT_SERVICE, [self.notify_char, write_char]))
+        self.device.add_service(Service(p.service, [self.notify_char, self.write_char]))
+        if p.battery:
+            battery = Characteristic(
+                "00002a19-0000-1000-8000-00805f9b34fb",
+                props.READ,
+                Characteristic.READABLE,
+                bytes([battery_pct]),
+            )
+            self.device.add_service(Service("0000180f-0000-1000-8000-00805f9b34fb", [battery]))
         world.peripherals[self.address] = self
 
+    # --- configuration, as the device answers it ---
     def _on_write(self, connection: Any, value: bytes) -> None:
         value = bytes(value)
         self.writes.append(value)
+        p = self.profile
+        if p.id == "witmotion-wt901ble":
+            self._witmotion_register(value)
+            return
+        for rate, seq in p.rate_writes.items():
+            if any(value == w.data for w in seq):
+                if p.framing == "polar-pmd":  # a PMD start: answered on the control point
+                    self._pending_indications.append(bytes([0xF0, 0x02, value[1], 0x00, 0x00]))
+                if value == seq[-1].data:  # the sequence is complete
+                    self.rate_hz = rate
+                    self.started = self.started or p.framing == "polar-pmd"
+                return
+        for name, st in p.settings.items():
+            for option, data in st.writes.items():
+                if value == data:
+                    self.settings[name] = option
+        starts = {
+            w.data for w in p.writes_for(self.rate_hz, self.settings) if w in p.start or w.setting
+        }
+        if value in starts or value in {w.data for w in p.start}:
+            self._start_seen.add(value)
+            wanted = {w.data for w in p.start if w.setting is None}
+            if wanted <= self._start_seen:
+                self.started = True
+            return
+        if not p.rate_writes and not p.start:
+            return
+        raise ATT_Error(ErrorCode.VALUE_NOT_ALLOWED)
+
+    def _witmotion_register(self, value: bytes) -> None:
         if len(value) != 5 or value[:2] != b"\xff\xaa":
             raise ATT_Error(ErrorCode.VALUE_NOT_ALLOWED)
         reg = value[2]
@@ -379,6 +434,75 @@ class VirtualWitMotion:
         elif reg == 0x00:
             self.unlocked = False
 
+    # --- the device's own packet layout ---
+    def _values(self, idx: list[int]) -> np.ndarray:
+        cols = {"acc": self.acc[idx], "gyr": self.gyr[idx], "mag": self.mag[idx]}
+        return np.column_stack([cols[c[:3]][:, "xyz".index(c[-1])] for c in self.profile.channels])
+
+    def _encode(self, idx: list[int], first_index: int, mtu: int) -> list[tuple[bytes, int]]:
+        """Notifications (bytes, samples in them) for the samples ``idx``."""
+        p = self.profile
+        vals = self._values(idx)
+        room = mtu - 3
+        if p.framing == "polar-pmd":
+            assert p.pmd is not None
+            acc_type = next(t for t, g in p.pmd.types.items() if g == "acc")
+            per = max(1, (room - 10) // 6)
+            out = []
+            for pos in range(0, len(idx), per):
+                chunk = vals[pos : pos + per, :3] / p.pmd.raw_to_si["acc"]
+                last = first_index + pos + len(chunk) - 1
+                t_last = round(last * 1e9 / self.rate_hz) + 10**9  # device clock, ns since 2000
+                body = np.clip(np.round(chunk), -32768, 32767).astype("<i2").tobytes()
+                out.append(
+                    (bytes([acc_type]) + t_last.to_bytes(8, "little") + b"\x01" + body, len(chunk))
+                )
+            return out
+        if p.framing == "json-lines":
+            assert p.json is not None
+            keys = {name: (key, to_si) for key, (name, to_si) in p.json.fields.items()}
+            text = ""
+            for j, row in enumerate(vals):
+                obj: dict[str, float] = {"t": (first_index + j) * 1000 // self.rate_hz}
+                for c, v in zip(p.channels, row, strict=True):
+                    key, to_si = keys[c]
+                    obj[key] = round(float(v) / to_si, 5)
+                text += json.dumps(obj) + "\n"
+            data = text.encode()
+            # one notification per connection event, cut at the MTU: lines get split
+            out = [(data[i : i + room], 0) for i in range(0, len(data), room)]
+            out[-1] = (out[-1][0], len(idx))
+            return out
+        rec = next(r for r in p.records if r.kind == "sample")
+        recs = b"".join(self._record(rec, row) for row in vals)
+        size = max(rec.length, room // rec.length * rec.length)
+        return [
+            (recs[i : i + size], len(recs[i : i + size]) // rec.length)
+            for i in range(0, len(recs), size)
+        ]
+
+    def _record(self, rec: Any, row: np.ndarray) -> bytes:
+        buf = bytearray(rec.length)
+        buf[: len(rec.header)] = rec.header
+        by_name = dict(zip(self.profile.channels, row, strict=True))
+        for f in rec.fields:
+            scale = (
+                self.profile.settings[f.scale_setting].scales[self.settings[f.scale_setting]]
+                if f.scale_setting
+                else f.scale
+            )
+            raw = by_name.get(f.name, 0.0) / (scale * f.to_si)
+            code = f.fmt[-1]
+            lim = {"b": 127, "B": 255, "h": 32767, "H": 65535, "i": 2**31 - 1, "I": 2**32 - 1}.get(
+                code
+            )
+            value: float | int = raw
+            if lim is not None:
+                value = int(np.clip(round(raw), -lim - 1 if code.islower() else 0, lim))
+            struct.pack_into(f.fmt, buf, f.offset, value)
+        return bytes(buf)
+
+    # --- life ---
     async def start(self) -> None:
         await self.device.power_on()
         adv = bytes(
@@ -405,7 +529,6 @@ class VirtualWitMotion:
                 await self._task
             self._task = None
 
-    # faults
     async def drop(self) -> None:
         """The sensor ends the connection (out of range, a reset): it keeps advertising."""
         for conn in list(self.device.connections.values()):
@@ -422,35 +545,38 @@ class VirtualWitMotion:
         server = self.device.gatt_server
         out = []
         for conn in self.device.connections.values():
-            subs = server.subscribers.get(conn, {})
-            cccd = subs.get(self.notify_char.handle)
+            cccd = server.subscribers.get(conn, {}).get(self.notify_char.handle)
             if cccd and cccd != b"\x00\x00":
                 out.append(conn)
         return out
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        stride_src = 0.0
+        stride = 0.0
         while True:
             await asyncio.sleep(CONNECTION_INTERVAL_S)
+            while self._pending_indications:
+                data = self._pending_indications.pop(0)
+                for conn in list(self.device.connections.values()):
+                    with contextlib.suppress(Exception):
+                        await self.device.indicate_subscriber(conn, self.write_char, data)
             now = loop.time() - self._t0
-            # how many samples at the device's current rate are due by now
             due = int(now * self.rate_hz)
             new = due - self._due_before
             self._due_before = due
             if new <= 0:
                 continue
-            # map device samples onto the simulated motion (source rate may differ)
+            first_index = due - new
             idx = []
             for _ in range(new):
-                idx.append(min(int(self._index + stride_src), len(self.acc) - 1))
-                stride_src += self.source_rate_hz / self.rate_hz
-            self._index += int(stride_src)
-            stride_src -= int(stride_src)
+                idx.append(min(int(self._index + stride), len(self.acc) - 1))
+                stride += self.source_rate_hz / self.rate_hz
+            self._index += int(stride)
+            stride -= int(stride)
             listeners = self._listeners()
-            if listeners:
+            if listeners and self.started:
                 self.ever_subscribed = True
-            if not listeners or self.stalled:
+            if not listeners or self.stalled or not self.started:
                 if self.ever_subscribed:  # before anyone ever listened, nobody can miss it
                     self.withheld += new
                 continue
@@ -458,17 +584,28 @@ class VirtualWitMotion:
                 k = min(self._skip, new)
                 self._skip -= k
                 self.withheld += k
-                idx = idx[k:]
+                idx, first_index = idx[k:], first_index + k
                 if not idx:
                     continue
-            records = encode_witmotion(self.acc[idx], self.gyr[idx])
             conn = listeners[0]  # a sensor serves one central
-            size = max(20, (conn.att_mtu - 3) // 20 * 20)
-            for pos in range(0, len(records), size):
-                chunk = records[pos : pos + size]
+            for data, n in self._encode(idx, first_index, conn.att_mtu):
                 try:
-                    await self.device.notify_subscriber(conn, self.notify_char, chunk)
-                    self.sent += len(chunk) // 20
+                    await self.device.notify_subscriber(conn, self.notify_char, data)
+                    self.sent += n
                 except Exception:  # the link went down mid-event: these never left
                     log.debug("notify failed", exc_info=True)
-                    self.withheld += len(chunk) // 20
+                    self.withheld += n
+
+
+class VirtualWitMotion(VirtualSensor):
+    """A virtual WitMotion WT901BLE (the profile the demo's patients wear)."""
+
+    def __init__(
+        self,
+        world: VirtualWorld,
+        name: str,
+        acc: np.ndarray,
+        gyr: np.ndarray,
+        source_rate_hz: float = 100.0,
+    ) -> None:
+        super().__init__(world, "witmotion-wt901ble", name, acc, gyr, source_rate_hz=source_rate_hz)

@@ -224,3 +224,27 @@ def test_device_timestamps_drop_duplicates_reorder_and_count_gaps():
     seqs = [f.first_sample_seq for f in out]
     assert seqs == sorted(seqs)
     assert out[-1].first_sample_seq + out[-1].n_samples == 200  # indices include the lost ones
+
+
+def test_two_sensors_of_one_patient_agree_within_10_ms():
+    """Two host-stamped sensors with crystals 100 ppm fast and 100 ppm slow, 30 ms of arrival
+    jitter and bursts of 1-6 samples per connection event: their clock models must put samples
+    taken at the same moment within 10 ms of each other (a joint angle combines them)."""
+    rate, seconds = 100.0, 120.0
+    stamped = {}
+    for name, ppm, seed in (("thigh", +100, 1), ("shank", -100, 2)):
+        rng = np.random.default_rng(seed)
+        true_t = np.arange(int(seconds * rate)) / (rate * (1 + ppm * 1e-6))
+        clock = HostClock(ClockParams(nominal_rate_hz=rate))
+        out, i = [], 0
+        while i < len(true_t):
+            j = min(len(true_t), i + int(rng.integers(1, 7)))
+            arrival = true_t[j - 1] + 0.0075 + abs(rng.normal(0, 0.03))
+            out.extend(clock.stamp(j - i, int(arrival * 1e9)).tolist())
+            i = j
+        stamped[name] = (true_t, np.array(out) / 1e9)
+    # compare at common true times (interpolate each sensor's stamped times)
+    t_common = np.linspace(20, seconds - 5, 500)
+    est = {n: np.interp(t_common, tt, st) for n, (tt, st) in stamped.items()}
+    disagreement = np.abs(est["thigh"] - est["shank"])
+    assert disagreement.max() < 0.010
