@@ -18,9 +18,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -28,16 +25,8 @@ from scipy import signal  # noqa: E402
 
 from analysis import joint, sway  # noqa: E402
 from analysis.orientation import Orientation  # noqa: E402
+from bench.common import median_time  # noqa: E402
 from collector.virtual import HingeMotion, hinge_traces, stance_trace  # noqa: E402
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_sway(repeats: int) -> dict[str, Any]:

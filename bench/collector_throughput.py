@@ -20,13 +20,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench.common import median_time  # noqa: E402
 from collector import profiles  # noqa: E402
 from collector.decode import Decoder  # noqa: E402
 from collector.pipeline import SensorPipeline  # noqa: E402
@@ -65,15 +65,6 @@ def streams(rng: np.random.Generator) -> dict[str, tuple[list[bytes], dict[str, 
     ]
     out["nus-json"] = ([line.encode() for line in lines], {})
     return out
-
-
-def median_time(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_decode(repeats: int) -> dict[str, Any]:

@@ -213,21 +213,15 @@ def simulate_patient(
     knee_pos = pos_trunk + np.einsum("nij,j->ni", r_thigh, [0.0, -0.1, -0.45])
     pos_shank = knee_pos + np.einsum("nij,j->ni", r_shank, [0.05, 0.0, -0.2])
 
-    def mount() -> Array:
-        axis = rng.standard_normal(3)
-        axis /= np.linalg.norm(axis)
-        ang = np.radians(p.mount_tilt_deg)
-        kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-        rot: Array = np.eye(3) + math.sin(ang) * kx + (1 - math.cos(ang)) * kx @ kx
-        return rot
-
     out = {}
     for name, r_seg, pos in (
         ("lower_back", r_trunk, pos_trunk),
         ("thigh", r_thigh, pos_thigh),
         ("shank", r_shank, pos_shank),
     ):
-        acc, gyr, r_s = imu_from_motion(t, r_seg, pos, mount())
+        acc, gyr, r_s = imu_from_motion(
+            t, r_seg, pos, _tilted_mount(rng, np.eye(3), p.mount_tilt_deg)
+        )
         acc = acc + rng.standard_normal(acc.shape) * p.acc_noise_m_s2
         gyr = gyr + rng.standard_normal(gyr.shape) * p.gyro_noise_rad_s
         truth = {"activity_index": np.array([activities.index(a) for a in act], dtype=np.float64)}
