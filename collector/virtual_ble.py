@@ -338,13 +338,14 @@ class VirtualSensor:
         mag: np.ndarray | None = None,
         source_rate_hz: float = 100.0,
         battery_pct: int = 87,
+        address: str | None = None,
     ) -> None:
         from collector import profiles
 
         self.profile = profiles.get(profile_id)
         self.world = world
         self.name = name
-        self.address = world.new_address()
+        self.address = (address or world.new_address()).upper()
         self.device = _device(world.link, name, self.address)
         self.acc, self.gyr = acc, gyr
         self.mag = mag if mag is not None else np.tile([20.0, -5.0, -40.0], (len(acc), 1))

@@ -235,21 +235,28 @@ def cmd_collect(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {}
         world = None
         if args.virtual:
+            import numpy as np
+
             from collector.virtual import simulate_patient
-            from collector.virtual_ble import VirtualWitMotion, VirtualWorld
+            from collector.virtual_ble import VirtualSensor, VirtualWorld
 
             world = VirtualWorld()
             await world.start()
-            import numpy as np
-
             for i, spec in enumerate(config.sensors):
-                if spec.profile != "witmotion-wt901ble" or not spec.name:
-                    raise SystemExit(
-                        f"--virtual simulates witmotion-wt901ble sensors given by name; "
-                        f"sensor {spec.sensor_id} is {spec.profile}"
-                    )
-                trace = simulate_patient(np.random.default_rng(i), 3600.0)["lower_back"]
-                await VirtualWitMotion(world, spec.name, trace.acc, trace.gyr).start()
+                placement = (
+                    spec.placement
+                    if spec.placement in ("lower_back", "thigh", "shank")
+                    else "lower_back"
+                )
+                trace = simulate_patient(np.random.default_rng(i), 3600.0)[placement]
+                await VirtualSensor(
+                    world,
+                    spec.profile,
+                    spec.name or f"virtual-{spec.sensor_id}",
+                    trace.acc,
+                    trace.gyr,
+                    address=spec.address,
+                ).start()
             kwargs = {
                 "client_class": world.client_class(),
                 "scanner_backend": world.scanner_backend(),
@@ -489,9 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--virtual",
         action="store_true",
-        help="no hardware: simulate the configured WitMotion sensors as virtual BLE "
-        "peripherals (bumble) and collect from them through the same bleak code",
+        help="no hardware: simulate every configured sensor as a virtual BLE peripheral of its "
+        "profile (bumble) and collect from them through the same bleak code",
     )
+    p.add_argument("--spool", type=Path, default=None, help="override the config's spool file")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("profiles", help="list the firmware profiles (supported sensors)")

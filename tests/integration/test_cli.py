@@ -105,3 +105,45 @@ def test_decode_cli_prints_samples_and_reports_bad_input():
     unknown = run("decode", "--profile", "nope", vec)
     assert unknown.returncode == 2
     assert "known: " in unknown.stderr
+
+
+def test_collect_virtual_runs_the_example_gateway_config(tmp_path: Path):
+    """The shipped, commented example config, every sensor simulated as a BLE peripheral."""
+    up = run("stack", "up", "--dir", str(tmp_path / "stack"))
+    assert up.returncode == 0, up.stderr
+    port = json.loads(up.stdout)["mqtt"]["port"]
+    example = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "gateway.example.toml"
+    text = example.read_text()
+    assert "port = 1883" in text
+    config = tmp_path / "gateway.toml"
+    config.write_text(text.replace("port = 1883", f"port = {port}", 1))
+    try:
+        res = run(
+            "collect",
+            "--config",
+            str(config),
+            "--virtual",
+            "--duration",
+            "5",
+            "--spool",
+            str(tmp_path / "spool.db"),
+            timeout=120,
+        )
+    finally:
+        run("stack", "down", "--dir", str(tmp_path / "stack"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    status = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(status) == {"s-0001", "s-0002", "s-0003"}
+    for sensor in status.values():
+        assert sensor["samples"] > 100
+        assert sensor["connects"] == 1
+        assert sensor["lost_samples"] == 0
+    assert status["s-0002"]["battery_pct"] == 87
+
+
+def test_scan_without_a_bluetooth_adapter_says_so():
+    res = run("scan", "--timeout", "1")
+    if res.returncode == 0:
+        pytest.skip("this machine has a Bluetooth adapter")
+    assert "cannot scan" in res.stderr
+    assert "Traceback" not in res.stderr
