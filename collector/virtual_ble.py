@@ -407,21 +407,20 @@ class VirtualSensor:
                     self.rate_hz = rate
                     self.started = self.started or p.framing == "polar-pmd"
                 return
+        setting_write = False
         for name, st in p.settings.items():
             for option, data in st.writes.items():
-                if value == data:
+                if value == data:  # e.g. MetaMotion's configure write carries the range
                     self.settings[name] = option
-        starts = {
-            w.data for w in p.writes_for(self.rate_hz, self.settings) if w in p.start or w.setting
-        }
-        if value in starts or value in {w.data for w in p.start}:
+                    setting_write = True
+        fixed_starts = {w.data for w in p.start if w.setting is None}
+        if value in fixed_starts:
             self._start_seen.add(value)
-            wanted = {w.data for w in p.start if w.setting is None}
-            if wanted <= self._start_seen:
+            if fixed_starts <= self._start_seen:
                 self.started = True
             return
-        if not p.rate_writes and not p.start:
-            return
+        if setting_write or (not p.rate_writes and not p.start):
+            return  # (a device without commands, like a NUS sketch, ignores what it gets)
         raise ATT_Error(ErrorCode.VALUE_NOT_ALLOWED)
 
     def _witmotion_register(self, value: bytes) -> None:
