@@ -369,6 +369,8 @@ class VirtualSensor:
         self._index = 0
         self._due_before = 0
         self._pending_indications: list[bytes] = []
+        self._was_listening = False
+        self._held: tuple[list[int], int] | None = None
         props = Characteristic.Properties
         self.notify_char = Characteristic(p.notify, props.NOTIFY, Characteristic.READABLE, b"")
         write_props = props.WRITE_WITHOUT_RESPONSE | props.WRITE
@@ -576,9 +578,20 @@ class VirtualSensor:
             listeners = self._listeners()
             if listeners and self.started:
                 self.ever_subscribed = True
+            if self._held is not None:  # samples kept from the tick the subscription began
+                held_idx, held_first = self._held
+                self._held = None
+                idx, first_index, new = held_idx + idx, held_first, new + len(held_idx)
             if not listeners or self.stalled or not self.started:
                 if self.ever_subscribed:  # before anyone ever listened, nobody can miss it
                     self.withheld += new
+                self._was_listening = False
+                continue
+            if not self._was_listening:
+                # Like a real device, start on the connection event after the CCCD write: a
+                # notification racing the client's own subscription bookkeeping is lost there.
+                self._was_listening = True
+                self._held = (idx, first_index)
                 continue
             if self._skip:
                 k = min(self._skip, new)
