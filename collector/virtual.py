@@ -303,6 +303,13 @@ def _min_jerk(tau: Array) -> Array:
     return 10 * s**3 - 15 * s**4 + 6 * s**5
 
 
+def _sit_to_stand(tau: Array, lean_deg: float, rise_m: float) -> tuple[Array, Array]:
+    """Trunk pitch (rad) and L5 height gain (m) over a rise, tau from 0 to 1: the trunk leans
+    forward first (momentum transfer), the hips rise in the last 70 %."""
+    pitch = math.radians(lean_deg) * np.sin(np.pi * tau) ** 2 * (1 - 0.3 * tau)
+    return pitch, rise_m * _min_jerk((tau - 0.3) / 0.7)
+
+
 def _rotmat_z(a: Array) -> Array:
     c, s = np.cos(a), np.sin(a)
     z, o = np.zeros_like(a), np.ones_like(a)
@@ -373,8 +380,7 @@ def chair_stand_trace(
     for s in stands:
         rise = (t >= t0) & (t < t0 + s.rise_s)
         tau = (t[rise] - t0) / s.rise_s
-        pitch[rise] = math.radians(lean_deg) * np.sin(np.pi * tau) ** 2 * (1 - 0.3 * tau)
-        height[rise] = rise_m * s.rise_fraction * _min_jerk((tau - 0.3) / 0.7)
+        pitch[rise], height[rise] = _sit_to_stand(tau, lean_deg, rise_m * s.rise_fraction)
         fwd[rise] = 0.12 * _min_jerk(tau)
         t1 = t0 + s.rise_s
         hold = (t >= t1) & (t < t1 + s.hold_s)
@@ -424,8 +430,7 @@ def tug_trace(
     s_path = np.zeros_like(t)  # distance walked
     rise = (t >= edges[0]) & (t < edges[1])
     tau = (t[rise] - edges[0]) / rise_s
-    pitch[rise] = math.radians(35) * np.sin(np.pi * tau) ** 2 * (1 - 0.3 * tau)
-    height[rise] = 0.42 * _min_jerk((tau - 0.3) / 0.7)
+    pitch[rise], height[rise] = _sit_to_stand(tau, 35.0, 0.42)
     height[t >= edges[1]] = 0.42
     step_hz = 1.8
     walking = ((t >= edges[1]) & (t < edges[2])) | ((t >= edges[3]) & (t < edges[4]))
