@@ -484,20 +484,13 @@ async def scan(
     out = []
     for dev, adv in found.values():
         name = adv.local_name or dev.name
-        by_name = [
-            p.id
-            for p in known.values()
-            if name and any(name.startswith(x) for x in p.name_prefixes)
-        ]
-        by_uuid = [
-            p.id for p in known.values() if any(u in p.service_uuids for u in adv.service_uuids)
-        ]
+        prof = profiles.match(known, name, adv.service_uuids)
         out.append(
             {
                 "address": dev.address,
                 "name": name,
                 "rssi_dbm": adv.rssi,
-                "profile": (by_name or by_uuid or [None])[0],  # type: ignore[list-item]
+                "profile": prof.id if prof else None,
             }
         )
     return sorted(out, key=lambda d: -(d["rssi_dbm"] or -999))

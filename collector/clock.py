@@ -53,10 +53,6 @@ class HostClock:
         self._frozen = (0.0, 0.0)  # the line before that gap
 
     @property
-    def samples_seen(self) -> int:
-        return self._k
-
-    @property
     def refining_gap(self) -> bool:
         """A gap was just detected and its size is still being refined."""
         return self._pending is not None

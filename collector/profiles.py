@@ -190,12 +190,6 @@ class Profile:
             out.append(Write(data, w.response, w.delay_s, w.char))
         return out
 
-    def matches(self, name: str | None, service_uuids: list[str]) -> bool:
-        uuids = {u.lower() for u in service_uuids}
-        if any(u in uuids for u in self.service_uuids):
-            return True
-        return name is not None and any(name.startswith(p) for p in self.name_prefixes)
-
 
 class _Reader:
     """Typed access to a TOML table that reports the path of every bad value."""
@@ -441,6 +435,18 @@ def load_all(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
             )
         profiles[prof.id] = prof
     return profiles
+
+
+def match(known: dict[str, Profile], name: str | None, service_uuids: list[str]) -> Profile | None:
+    """The profile for an advertisement: by name prefix first (the Polar profiles share a
+    service UUID), then by service UUID."""
+    uuids = {u.lower() for u in service_uuids}
+    by_name = [
+        p for p in known.values() if name and any(name.startswith(x) for x in p.name_prefixes)
+    ]
+    by_uuid = [p for p in known.values() if uuids & set(p.service_uuids)]
+    candidates = by_name or by_uuid
+    return candidates[0] if candidates else None
 
 
 def get(profile_id: str, directory: Path = PROFILE_DIR) -> Profile:

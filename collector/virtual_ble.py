@@ -540,9 +540,6 @@ class VirtualSensor:
         """Skip the next ``n`` samples (a FIFO overflow on the device)."""
         self._skip += n
 
-    def subscribed(self) -> bool:
-        return bool(self._listeners())
-
     def _listeners(self) -> list[Any]:
         server = self.device.gatt_server
         out = []

@@ -41,16 +41,6 @@ class ImuRecording:
         """From the timestamps (median interval), never from a default."""
         return float(1.0 / np.median(np.diff(self.time_s)))
 
-    def slice(self, start: int, stop: int) -> ImuRecording:
-        return ImuRecording(
-            self.time_s[start:stop],
-            self.acc[start:stop],
-            self.gyr[start:stop],
-            None if self.mag is None else self.mag[start:stop],
-            {k: v[start:stop] for k, v in self.extra.items()},
-            self.source,
-        )
-
 
 def check_recording(rec: ImuRecording, name: str, min_samples: int = 2) -> None:
     """Raise CsvError for too few samples, NaNs, or time that does not increase."""

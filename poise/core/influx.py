@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +223,3 @@ class InfluxV1:
 
 def tags_for(site: str, patient: str, sensor: str) -> dict[str, str]:
     return {"site": site, "patient": patient, "sensor": sensor}
-
-
-def join_lines(batches: Sequence[list[str]]) -> bytes:
-    return "\n".join(line for batch in batches for line in batch).encode()
