@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.orientation import Orientation
+from poise.core.rotations import mean_quat, qconj, qmul, qrotate, quat_about_z
 
 Array = npt.NDArray[np.float64]
 ALGORITHM_VERSION = "joint-1.0"
@@ -43,49 +44,11 @@ NORMAL_ROM_DEG = {
 }
 
 
-def _qmul(a: Array, b: Array) -> Array:
-    w1, x1, y1, z1 = np.moveaxis(a, -1, 0)
-    w2, x2, y2, z2 = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ],
-        -1,
-    )
-
-
-def _qconj(q: Array) -> Array:
-    out: Array = q * np.array([1.0, -1.0, -1.0, -1.0])
-    return out
-
-
-def _qrotate(q: Array, v: Array) -> Array:
-    """Rotate vectors v (n,3) by quaternions q (n,4)."""
-    qv = np.concatenate([np.zeros((*v.shape[:-1], 1)), v], -1)
-    return _qmul(_qmul(q, qv), _qconj(q))[..., 1:]
-
-
-def _mean_quat(q: Array) -> Array:
-    """Average of nearby unit quaternions (sign-aligned, normalised)."""
-    q = q * np.sign(q @ q[0])[:, None]
-    m = q.mean(axis=0)
-    out: Array = m / np.linalg.norm(m)
-    return out
-
-
 @dataclass(frozen=True)
 class JointParams:
     neutral_s: float = 2.0  # the static neutral pose at the start defines zero
     axis_rotation_deg: float = 60.0  # estimate the axis once the joint has moved this much
     invert: bool = False  # flip the sign (e.g. an ankle whose first movement is plantarflexion)
-
-
-def _qz(angle_rad: float) -> Array:
-    """Quaternion of a rotation about earth's vertical."""
-    return np.array([np.cos(angle_rad / 2), 0.0, 0.0, np.sin(angle_rad / 2)])
 
 
 def heading_offset_rad(acc_e_p: Array, acc_e_d: Array) -> float:
@@ -116,8 +79,8 @@ def refine_heading_rad(
         grid = best + np.radians(np.arange(-half, half + step_deg / 2, step_deg))
         costs = []
         for d in grid:
-            q_rel = _qmul(_qconj(q_p), _qmul(_qz(float(d))[None, :], q_d))
-            costs.append(_off_axis_share(gyr_d - _qrotate(_qconj(q_rel), gyr_p)))
+            q_rel = qmul(qconj(q_p), qmul(quat_about_z(float(d))[None, :], q_d))
+            costs.append(_off_axis_share(gyr_d - qrotate(qconj(q_rel), gyr_p)))
         i = int(np.argmin(costs))
         best = float(grid[i])
         if 0 < i < len(grid) - 1:  # the vertex of the parabola through the lowest three
@@ -206,8 +169,8 @@ class JointAngle:
         neutral = t - self._t0 < self.params.neutral_s
         moving = ~neutral
         # 1. heading offset between the two 6D earth frames, from the movement
-        acc_e_p = _qrotate(h["q_p"], h["acc_p"])
-        acc_e_d = _qrotate(h["q_d"], h["acc_d"])
+        acc_e_p = qrotate(h["q_p"], h["acc_p"])
+        acc_e_d = qrotate(h["q_d"], h["acc_d"])
         sel = moving if moving.sum() >= 10 else np.ones_like(moving)
         coarse = heading_offset_rad(acc_e_p[sel], acc_e_d[sel])
         # ... refined by the hinge itself: with the right heading, the relative angular
@@ -217,10 +180,10 @@ class JointAngle:
         )
         q_rel = self._q_rel(h["q_p"], h["q_d"])
         # 2. neutral pose
-        self._q_neutral = _mean_quat(q_rel[neutral]) if neutral.any() else q_rel[0]
-        q_dn = _qmul(_qconj(self._q_neutral)[None, :], q_rel)
+        self._q_neutral = mean_quat(q_rel[neutral]) if neutral.any() else q_rel[0]
+        q_dn = qmul(qconj(self._q_neutral)[None, :], q_rel)
         # 3. flexion axis: dominant relative angular velocity, in the distal frame
-        w_rel = h["gyr_d"] - _qrotate(_qconj(q_rel), h["gyr_p"])
+        w_rel = h["gyr_d"] - qrotate(qconj(q_rel), h["gyr_p"])
         w = w_rel[sel]
         if not np.any(w):
             self.axis_ = np.array([1.0, 0.0, 0.0])
@@ -235,12 +198,12 @@ class JointAngle:
 
     def _q_rel(self, q_p: Array, q_d: Array) -> Array:
         assert self.heading_offset_rad_ is not None
-        q_d_aligned = _qmul(_qz(self.heading_offset_rad_)[None, :], q_d)
-        return _qmul(_qconj(q_p), q_d_aligned)  # distal -> proximal
+        q_d_aligned = qmul(quat_about_z(self.heading_offset_rad_)[None, :], q_d)
+        return qmul(qconj(q_p), q_d_aligned)  # distal -> proximal
 
     def _angles(self, q_p: Array, q_d: Array) -> Array:
         assert self._q_neutral is not None
-        q_dn = _qmul(_qconj(self._q_neutral)[None, :], self._q_rel(q_p, q_d))
+        q_dn = qmul(qconj(self._q_neutral)[None, :], self._q_rel(q_p, q_d))
         return self._twist_deg(q_dn)
 
     def _twist_deg(self, q: Array) -> Array:
@@ -281,7 +244,7 @@ class SegmentInclination:
         if len(time_s) == 0:
             return np.empty(0), np.empty(0)
         q = self._orient.update(time_s, acc, gyr)
-        up = _qrotate(_qconj(q), np.tile([0.0, 0.0, 1.0], (len(q), 1)))  # earth up, sensor frame
+        up = qrotate(qconj(q), np.tile([0.0, 0.0, 1.0], (len(q), 1)))  # earth up, sensor frame
         if self._t0 is None:
             self._t0 = float(time_s[0])
         out_t: list[float] = []

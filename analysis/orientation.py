@@ -19,17 +19,19 @@ import numpy as np
 import numpy.typing as npt
 import vqf
 
+from poise.core.rotations import quat_to_matrix
+from poise.core.timebase import sample_period_s
+
+__all__ = [
+    "Orientation",
+    "inclination_error_deg",
+    "quat_to_matrix",
+    "sample_period_s",
+    "vertical_in_sensor",
+]
+
 Array = npt.NDArray[np.float64]
 ALGORITHM_VERSION = f"vqf-{getattr(vqf, '__version__', '2')}"
-
-
-def sample_period_s(time_s: Array) -> float:
-    """The median interval of the timestamps (robust to the odd late sample)."""
-    if time_s.shape[0] < 2:
-        raise ValueError("need at least two timestamps to know the sample rate")
-    # rounded to the picosecond so that the same stream cut into other chunks (whose time
-    # differences round differently in the last bit) gives the filter the same period
-    return round(float(np.median(np.diff(time_s))), 12)
 
 
 @dataclass
@@ -64,20 +66,6 @@ class Orientation:
             self._filter = vqf.VQF(self._period_s, **self.vqf_params)
         out = self._filter.updateBatch(gyr, acc, mag_c)
         return np.asarray(out[key])
-
-
-def quat_to_matrix(q: Array) -> Array:
-    """Unit quaternions (n, 4) w,x,y,z -> rotation matrices (n, 3, 3)."""
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
 
 
 def vertical_in_sensor(q: Array) -> Array:

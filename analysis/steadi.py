@@ -24,10 +24,10 @@ from scipy import integrate, signal
 
 from analysis.orientation import Orientation, quat_to_matrix
 from analysis.sway import LossOfBalanceParams, SwayParams, analyze_trial, loss_of_balance
+from poise.core.channels import G
 
 Array = npt.NDArray[np.float64]
 ALGORITHM_VERSION = "steadi-1.0"
-G = 9.80665
 FOUR_STAGES = ("feet_together", "semi_tandem", "tandem", "single_leg")
 
 # 30-Second Chair Stand: below-average scores are below these (CDC STEADI, Rikli & Jones).

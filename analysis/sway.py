@@ -29,9 +29,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from poise.core.channels import G
+
 Array = npt.NDArray[np.float64]
 ALGORITHM_VERSION = "sway-1.0"
-G = 9.80665
 AXES = {"x": 0, "y": 1, "z": 2}
 CHI2_95_2DOF = 5.991  # chi-square quantile, 2 degrees of freedom, p = 0.95
 

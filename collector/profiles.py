@@ -10,31 +10,15 @@ what was expected and what was found. Pure: reads files, touches no radio.
 
 from __future__ import annotations
 
-import math
 import struct
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from poise.core.channels import SAMPLE_CHANNELS, UNIT_TO_SI
+from poise.core.tomlconf import ConfigError, TomlReader, parse_toml
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
 
-G = 9.80665
-# unit name -> factor to the SI unit of its channel family
-UNIT_TO_SI: dict[str, float] = {
-    "m/s2": 1.0,
-    "g": G,
-    "mg": G / 1000.0,
-    "rad/s": 1.0,
-    "deg/s": math.pi / 180.0,
-    "mdeg/s": math.pi / 180_000.0,
-    "uT": 1.0,
-    "gauss": 100.0,
-    "mgauss": 0.1,
-    "rad": 1.0,
-    "deg": math.pi / 180.0,
-    "1": 1.0,
-}
 TYPES: dict[str, str] = {
     "i8": "b",
     "u8": "B",
@@ -47,22 +31,11 @@ TYPES: dict[str, str] = {
     "f32": "f",
     "f64": "d",
 }
-SAMPLE_CHANNELS = (
-    "acc_x",
-    "acc_y",
-    "acc_z",
-    "gyr_x",
-    "gyr_y",
-    "gyr_z",
-    "mag_x",
-    "mag_y",
-    "mag_z",
-)
 FRAMINGS = ("stream", "packet", "json-lines", "polar-pmd")
 POLAR_EPOCH_NS = 946_684_800 * 10**9  # 2000-01-01T00:00Z in ns since the Unix epoch
 
 
-class ProfileError(ValueError):
+class ProfileError(ConfigError):
     """A profile file that cannot be used; the message names file, field, expected, found."""
 
 
@@ -191,54 +164,7 @@ class Profile:
         return out
 
 
-class _Reader:
-    """Typed access to a TOML table that reports the path of every bad value."""
-
-    def __init__(self, path: Path, table: dict[str, Any], where: str = "") -> None:
-        self.path, self.table, self.where = path, table, where
-
-    def _fail(self, key: str, expected: str, found: Any) -> ProfileError:
-        name = f"{self.where}.{key}" if self.where else key
-        return ProfileError(
-            f"{self.path.name}: field '{name}': expected {expected}, found {found!r}"
-        )
-
-    def get(
-        self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...
-    ) -> Any:
-        if key not in self.table:
-            if default is ...:
-                raise self._fail(key, expected, "nothing (missing)")
-            return default
-        value = self.table[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise self._fail(key, expected, value)
-        return value
-
-    def hex(self, key: str, default: Any = ...) -> bytes:
-        text = self.get(key, str, "a hex string such as 'ffaa0309 00'", default)
-        if text is None:
-            return b""
-        try:
-            return bytes.fromhex(text.replace(" ", ""))
-        except ValueError:
-            raise self._fail(key, "a hex string", text) from None
-
-    def sub(self, key: str, default: Any = ...) -> _Reader:
-        value = self.get(key, dict, "a table", {} if default is not ... else default)
-        return _Reader(self.path, value, f"{self.where}.{key}" if self.where else key)
-
-    def subs(self, key: str) -> list[_Reader]:
-        items = self.get(key, list, "an array of tables", [])
-        out = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise self._fail(f"{key}[{i}]", "a table", item)
-            out.append(_Reader(self.path, item, f"{self.where}.{key}[{i}]".lstrip(".")))
-        return out
-
-
-def _writes(readers: list[_Reader]) -> tuple[Write, ...]:
+def _writes(readers: list[TomlReader]) -> tuple[Write, ...]:
     out = []
     for r in readers:
         setting = r.get("setting", str, "a setting name", None)
@@ -254,35 +180,33 @@ def _writes(readers: list[_Reader]) -> tuple[Write, ...]:
     return tuple(out)
 
 
-def _axis(axes: _Reader) -> str | None:
+def _axis(axes: TomlReader) -> str | None:
     value = axes.get("face_normal", str, "one of +x, -x, +y, -y, +z, -z", None)
     if value is not None and value not in ("+x", "-x", "+y", "-y", "+z", "-z"):
-        raise axes._fail("face_normal", "one of +x, -x, +y, -y, +z, -z", value)
+        raise axes.fail("face_normal", "one of +x, -x, +y, -y, +z, -z", value)
     return None if value is None else str(value)
 
 
 def load_profile(path: Path | str) -> Profile:
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path.name}: not valid TOML: {exc}") from None
-    top = _Reader(path, doc)
+    top = parse_toml(path.read_text(encoding="utf-8"), path.name, ProfileError)
     endian = top.get("endian", str, "'little' or 'big'", "little")
     if endian not in ("little", "big"):
-        raise top._fail("endian", "'little' or 'big'", endian)
+        raise top.fail("endian", "'little' or 'big'", endian)
     order = "<" if endian == "little" else ">"
     match = top.sub("match", {})
     gatt = top.sub("gatt")
     packet = top.sub("packet")
     framing = packet.get("framing", str, f"one of {FRAMINGS}")
     if framing not in FRAMINGS:
-        raise packet._fail("framing", f"one of {FRAMINGS}", framing)
+        raise packet.fail("framing", f"one of {FRAMINGS}", framing)
     settings: dict[str, Setting] = {}
     for name, raw in top.get("settings", dict, "a table of settings", {}).items():
-        st = _Reader(path, raw if isinstance(raw, dict) else {}, f"settings.{name}")
+        st = TomlReader(
+            path.name, raw if isinstance(raw, dict) else {}, f"settings.{name}", ProfileError
+        )
         if not isinstance(raw, dict):
-            raise top._fail(f"settings.{name}", "a table", raw)
+            raise top.fail(f"settings.{name}", "a table", raw)
         kind = st.get("kind", str, "'choice' or 'float'", "choice")
         scales = {
             str(k): float(v) for k, v in st.get("scales", dict, "option -> scale", {}).items()
@@ -297,25 +221,25 @@ def load_profile(path: Path | str) -> Profile:
         try:
             setting.check(setting.default)
         except ProfileError as exc:
-            raise st._fail("default", "one of the setting's options", setting.default) from exc
+            raise st.fail("default", "one of the setting's options", setting.default) from exc
         settings[name] = setting
     records = []
     for rec in packet.subs("records"):
         length = rec.get("length", int, "a record length in bytes")
         kind = rec.get("kind", str, "'sample' or 'other'", "sample")
         if kind not in ("sample", "other"):
-            raise rec._fail("kind", "'sample' or 'other'", kind)
+            raise rec.fail("kind", "'sample' or 'other'", kind)
         fields = []
         for f in rec.subs("fields"):
             type_name = f.get("type", str, f"one of {sorted(TYPES)}")
             if type_name not in TYPES:
-                raise f._fail("type", f"one of {sorted(TYPES)}", type_name)
+                raise f.fail("type", f"one of {sorted(TYPES)}", type_name)
             unit = f.get("unit", str, f"one of {sorted(UNIT_TO_SI)}")
             if unit not in UNIT_TO_SI:
-                raise f._fail("unit", f"one of {sorted(UNIT_TO_SI)}", unit)
+                raise f.fail("unit", f"one of {sorted(UNIT_TO_SI)}", unit)
             scale = f.get("scale", (int, float, str), "a number or a setting name", 1.0)
             if isinstance(scale, str) and scale not in settings:
-                raise f._fail("scale", f"a number or one of the settings {sorted(settings)}", scale)
+                raise f.fail("scale", f"a number or one of the settings {sorted(settings)}", scale)
             spec = FieldSpec(
                 name=f.get("name", str, "a channel name such as 'acc_x'"),
                 offset=f.get("offset", int, "a byte offset"),
@@ -326,7 +250,7 @@ def load_profile(path: Path | str) -> Profile:
                 scale_setting=scale if isinstance(scale, str) else None,
             )
             if spec.offset < 0 or spec.offset + spec.size > length:
-                raise f._fail("offset", f"a field inside the {length}-byte record", spec.offset)
+                raise f.fail("offset", f"a field inside the {length}-byte record", spec.offset)
             fields.append(spec)
         records.append(RecordSpec(rec.hex("header", None), length, kind, tuple(fields)))
     json_spec = pmd_spec = None
@@ -335,13 +259,13 @@ def load_profile(path: Path | str) -> Profile:
         fields_map = {}
         for key, val in js.get("fields", dict, "a table key -> {name, unit}", {}).items():
             if not isinstance(val, dict) or val.get("unit") not in UNIT_TO_SI:
-                raise js._fail(
+                raise js.fail(
                     f"fields.{key}", f"{{name = ..., unit = one of {sorted(UNIT_TO_SI)}}}", val
                 )
             fields_map[str(key)] = (str(val.get("name")), UNIT_TO_SI[val["unit"]])
         time_unit = js.get("time_unit", str, "'s', 'ms' or 'us'", "ms")
         if time_unit not in ("s", "ms", "us"):
-            raise js._fail("time_unit", "'s', 'ms' or 'us'", time_unit)
+            raise js.fail("time_unit", "'s', 'ms' or 'us'", time_unit)
         json_spec = JsonSpec(
             fields_map,
             js.get("time_key", str, "a key", None),
@@ -365,15 +289,15 @@ def load_profile(path: Path | str) -> Profile:
         }
         factor = pm.get("factor_setting", str, "a setting name", None)
         if factor is not None and factor not in settings:
-            raise pm._fail("factor_setting", f"one of the settings {sorted(settings)}", factor)
+            raise pm.fail("factor_setting", f"one of the settings {sorted(settings)}", factor)
         pmd_spec = PmdSpec(types, raw_to_si, comp_to_si, factor)
         groups = set(types.values())
         channels = tuple(c for c in SAMPLE_CHANNELS if c[:3] in groups)
     else:
         if not records:
-            raise packet._fail("records", "at least one record", [])
+            raise packet.fail("records", "at least one record", [])
         if framing == "stream" and any(not r.header for r in records):
-            raise packet._fail(
+            raise packet.fail(
                 "records", "a header on every record of a 'stream' framing", "a record without"
             )
         sample_records = [r for r in records if r.kind == "sample"]
@@ -381,21 +305,23 @@ def load_profile(path: Path | str) -> Profile:
             tuple(f.name for f in r.fields if f.name in SAMPLE_CHANNELS) for r in sample_records
         }
         if len(channel_sets) != 1 or not next(iter(channel_sets)):
-            raise packet._fail(
+            raise packet.fail(
                 "records", "sample records that all carry the same sample channels", channel_sets
             )
         channels = next(iter(channel_sets))
     if not channels:
-        raise packet._fail("framing", "a packet layout that yields sample channels", "none")
+        raise packet.fail("framing", "a packet layout that yields sample channels", "none")
     rates = top.sub("rates", {})
     rate_writes = {}
     for key, value in rates.get("writes", dict, "a table of rate -> writes", {}).items():
         if not key.isdigit() or not isinstance(value, list):
-            raise rates._fail(f"writes.{key}", "a rate in Hz with an array of writes", value)
-        rate_writes[int(key)] = _writes([_Reader(path, v, f"rates.writes.{key}") for v in value])
+            raise rates.fail(f"writes.{key}", "a rate in Hz with an array of writes", value)
+        rate_writes[int(key)] = _writes(
+            [TomlReader(path.name, v, f"rates.writes.{key}", ProfileError) for v in value]
+        )
     default_rate = rates.get("default_hz", int, "a rate in Hz", 100)
     if rate_writes and default_rate not in rate_writes:
-        raise rates._fail("default_hz", f"one of {sorted(rate_writes)}", default_rate)
+        raise rates.fail("default_hz", f"one of {sorted(rate_writes)}", default_rate)
     return Profile(
         id=top.get("id", str, "the profile id"),
         model=top.get("model", str, "the device model"),

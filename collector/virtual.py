@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from collector.profiles import G
+from poise.core.channels import G
+from poise.core.rotations import axis_angle_matrix, matrix_to_quat, rotmat_y, rotmat_z
 
 Array = npt.NDArray[np.float64]
 PLACEMENTS = ("lower_back", "thigh", "shank")
@@ -34,62 +35,6 @@ class SensorTrace:
     gyr: Array  # (n, 3) rad/s
     quat_wxyz: Array  # (n, 4) sensor-to-earth (ENU), ground truth
     truth: dict[str, Array] = field(default_factory=dict)  # e.g. knee_angle_deg
-
-
-def _rotmat_x(a: Array) -> Array:
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack(
-        [np.stack([o, z, z], -1), np.stack([z, c, -s], -1), np.stack([z, s, c], -1)], -2
-    )
-
-
-def _rotmat_y(a: Array) -> Array:
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack(
-        [np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2
-    )
-
-
-def _mat_to_quat(r: Array) -> Array:
-    """Rotation matrices (n,3,3) to unit quaternions (n,4) w,x,y,z (Shepperd's method)."""
-    out = np.empty((r.shape[0], 4))
-    for i, m in enumerate(r):
-        tr = m[0, 0] + m[1, 1] + m[2, 2]
-        if tr > 0:
-            s = math.sqrt(tr + 1.0) * 2
-            out[i] = (
-                0.25 * s,
-                (m[2, 1] - m[1, 2]) / s,
-                (m[0, 2] - m[2, 0]) / s,
-                (m[1, 0] - m[0, 1]) / s,
-            )
-        elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-            s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-            out[i] = (
-                (m[2, 1] - m[1, 2]) / s,
-                0.25 * s,
-                (m[0, 1] + m[1, 0]) / s,
-                (m[0, 2] + m[2, 0]) / s,
-            )
-        elif m[1, 1] > m[2, 2]:
-            s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-            out[i] = (
-                (m[0, 2] - m[2, 0]) / s,
-                (m[0, 1] + m[1, 0]) / s,
-                0.25 * s,
-                (m[1, 2] + m[2, 1]) / s,
-            )
-        else:
-            s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-            out[i] = (
-                (m[1, 0] - m[0, 1]) / s,
-                (m[0, 2] + m[2, 0]) / s,
-                (m[1, 2] + m[2, 1]) / s,
-                0.25 * s,
-            )
-    return out
 
 
 def imu_from_motion(
@@ -206,9 +151,9 @@ def simulate_patient(
         arr[:] = np.convolve(np.pad(arr, half, mode="edge"), k, mode="valid")
     pos_trunk[:, 2] = hip_height + 0.1
 
-    r_trunk = _rotmat_y(trunk_pitch)
-    r_thigh = _rotmat_y(hip)  # segment frames: x forward, y left, z up along the segment
-    r_shank = _rotmat_y(hip - knee)
+    r_trunk = rotmat_y(trunk_pitch)
+    r_thigh = rotmat_y(hip)  # segment frames: x forward, y left, z up along the segment
+    r_shank = rotmat_y(hip - knee)
     pos_thigh = pos_trunk + np.einsum("nij,j->ni", r_thigh, [0.0, -0.1, -0.2])
     knee_pos = pos_trunk + np.einsum("nij,j->ni", r_thigh, [0.0, -0.1, -0.45])
     pos_shank = knee_pos + np.einsum("nij,j->ni", r_shank, [0.05, 0.0, -0.2])
@@ -227,7 +172,7 @@ def simulate_patient(
         truth = {"activity_index": np.array([activities.index(a) for a in act], dtype=np.float64)}
         if name == "shank":
             truth["knee_angle_deg"] = np.degrees(knee)
-        out[name] = SensorTrace(t, acc, gyr, _mat_to_quat(r_s), truth)
+        out[name] = SensorTrace(t, acc, gyr, matrix_to_quat(r_s), truth)
     return out
 
 
@@ -310,20 +255,8 @@ def _sit_to_stand(tau: Array, lean_deg: float, rise_m: float) -> tuple[Array, Ar
     return pitch, rise_m * _min_jerk((tau - 0.3) / 0.7)
 
 
-def _rotmat_z(a: Array) -> Array:
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack(
-        [np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2
-    )
-
-
 def _tilted_mount(rng: np.random.Generator, base: Array, tilt_deg: float) -> Array:
-    axis = rng.standard_normal(3)
-    axis /= np.linalg.norm(axis)
-    ang = math.radians(tilt_deg)
-    kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rot: Array = (np.eye(3) + math.sin(ang) * kx + (1 - math.cos(ang)) * kx @ kx) @ base
+    rot: Array = axis_angle_matrix(rng.standard_normal(3), math.radians(tilt_deg)) @ base
     return rot
 
 
@@ -338,11 +271,11 @@ def _trunk_trace(
     gyr_noise: float,
     truth: dict[str, Array],
 ) -> SensorTrace:
-    r = _rotmat_z(yaw) @ _rotmat_y(pitch)
+    r = rotmat_z(yaw) @ rotmat_y(pitch)
     acc, gyr, r_s = imu_from_motion(t, r, pos, _tilted_mount(rng, L5_MOUNT, mount_tilt_deg))
     acc = acc + rng.normal(0, acc_noise, acc.shape)
     gyr = gyr + rng.normal(0, gyr_noise, gyr.shape)
-    return SensorTrace(t, acc, gyr, _mat_to_quat(r_s), truth)
+    return SensorTrace(t, acc, gyr, matrix_to_quat(r_s), truth)
 
 
 @dataclass(frozen=True)
@@ -561,20 +494,20 @@ def hinge_traces(
     if motion.kind == "seated_knee":
         # thigh horizontal and still, the leg straight at neutral (heel on a stool); the
         # knee flexes from there
-        r_prox = _rotmat_z(yaw) @ _rotmat_y(np.full_like(t, np.pi / 2))
-        r_dist = r_prox @ _rotmat_y(theta)
+        r_prox = rotmat_z(yaw) @ rotmat_y(np.full_like(t, np.pi / 2))
+        r_dist = r_prox @ rotmat_y(theta)
         hip = np.column_stack([zero, zero, np.full_like(t, 0.5)])
     elif motion.kind == "squat":
         # thigh tilts back by 55 % of the flexion, shank forward by 45 %; the hips drop
         thigh = -0.55 * theta
         shank = 0.45 * theta
-        r_prox = _rotmat_z(yaw) @ _rotmat_y(thigh)
-        r_dist = _rotmat_z(yaw) @ _rotmat_y(shank)
+        r_prox = rotmat_z(yaw) @ rotmat_y(thigh)
+        r_dist = rotmat_z(yaw) @ rotmat_y(shank)
         hip = np.column_stack([zero, zero, 0.45 * np.cos(shank) + 0.45 * np.cos(thigh)])
     elif motion.kind == "elbow_curl":
         # upper arm hanging (segment z up along the arm), forearm rotating forward
-        r_prox = _rotmat_z(yaw) @ _rotmat_y(np.full_like(t, 0.1))
-        r_dist = r_prox @ _rotmat_y(-theta)
+        r_prox = rotmat_z(yaw) @ rotmat_y(np.full_like(t, 0.1))
+        r_dist = r_prox @ rotmat_y(-theta)
         hip = np.column_stack([zero, zero, np.full_like(t, 1.3)])
         theta = -theta  # flexion of the elbow is the negative y rotation here
     else:
@@ -594,5 +527,5 @@ def hinge_traces(
         bias = rng.uniform(-e.gyr_bias_rad_s, e.gyr_bias_rad_s, 3)
         acc = acc + rng.normal(0, e.acc_noise_m_s2, acc.shape)
         gyr = gyr + bias + rng.normal(0, e.gyr_noise_rad_s, gyr.shape)
-        traces.append(SensorTrace(t, acc, gyr, _mat_to_quat(r_s), tr))
+        traces.append(SensorTrace(t, acc, gyr, matrix_to_quat(r_s), tr))
     return traces[0], traces[1]

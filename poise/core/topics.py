@@ -5,24 +5,25 @@ Topics carry ids only: ``[A-Za-z0-9_-]{1,64}``, never a name or other identifyin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+from poise.core.ids import ID_RE, IdError, check_id
+
+__all__ = ["ID_RE", "IdError", "RawKey", "TopicError", "check_id"]
+
 PREFIX = "poise/v1"
 RAW_ALL = f"{PREFIX}/raw/+/+/+"
 
 
-class TopicError(ValueError):
-    """A topic or id that does not follow the scheme."""
+class TopicError(IdError):
+    """A topic that does not follow the scheme (an IdError: a bad id is a bad topic)."""
 
 
-def check_id(kind: str, value: str) -> str:
-    if not ID_RE.fullmatch(value):
-        raise TopicError(
-            f"{kind} id {value!r} must match [A-Za-z0-9_-]{{1,64}} (pseudonymous ids only)"
-        )
-    return value
+def _id(kind: str, value: str) -> str:
+    try:
+        return check_id(kind, value)
+    except IdError as exc:
+        raise TopicError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,7 @@ class RawKey:
 
 
 def raw(site: str, patient: str, sensor: str) -> str:
-    return (
-        f"{PREFIX}/raw/{check_id('site', site)}/{check_id('patient', patient)}/"
-        f"{check_id('sensor', sensor)}"
-    )
+    return f"{PREFIX}/raw/{_id('site', site)}/{_id('patient', patient)}/{_id('sensor', sensor)}"
 
 
 def parse_raw(topic: str) -> RawKey:
@@ -44,20 +42,20 @@ def parse_raw(topic: str) -> RawKey:
     if len(parts) != 6 or "/".join(parts[:3]) != f"{PREFIX}/raw":
         raise TopicError(f"not a raw-frame topic ({PREFIX}/raw/SITE/PATIENT/SENSOR): {topic!r}")
     site, patient, sensor = parts[3:]
-    return RawKey(check_id("site", site), check_id("patient", patient), check_id("sensor", sensor))
+    return RawKey(_id("site", site), _id("patient", patient), _id("sensor", sensor))
 
 
 def status(site: str, sensor: str) -> str:
-    return f"{PREFIX}/status/{check_id('site', site)}/{check_id('sensor', sensor)}"
+    return f"{PREFIX}/status/{_id('site', site)}/{_id('sensor', sensor)}"
 
 
 def session(site: str, patient: str) -> str:
-    return f"{PREFIX}/session/{check_id('site', site)}/{check_id('patient', patient)}"
+    return f"{PREFIX}/session/{_id('site', site)}/{_id('patient', patient)}"
 
 
 def metrics(site: str, patient: str) -> str:
-    return f"{PREFIX}/metrics/{check_id('site', site)}/{check_id('patient', patient)}"
+    return f"{PREFIX}/metrics/{_id('site', site)}/{_id('patient', patient)}"
 
 
 def alerts(site: str, patient: str) -> str:
-    return f"{PREFIX}/alerts/{check_id('site', site)}/{check_id('patient', patient)}"
+    return f"{PREFIX}/alerts/{_id('site', site)}/{_id('patient', patient)}"

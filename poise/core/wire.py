@@ -22,7 +22,6 @@ Pure: no I/O. ``decode`` never raises anything but ``WireError``.
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -30,29 +29,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from poise.core.channels import CHANNEL_CODES, CHANNELS, IMU6, IMU9
+from poise.core.ids import is_id
+
 MAGIC = b"PF"
 VERSION = 1
 HEADER = struct.Struct("<2sBBQqIHBB")
 CRC = struct.Struct("<I")
 MAX_CHANNELS = 32
 MAX_SAMPLES = 65535
-SENSOR_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-# code -> (channel name, SI unit). A new channel is one row; codes are never reused.
-CHANNELS: dict[int, tuple[str, str]] = {
-    1: ("acc_x", "m/s²"),
-    2: ("acc_y", "m/s²"),
-    3: ("acc_z", "m/s²"),
-    4: ("gyr_x", "rad/s"),
-    5: ("gyr_y", "rad/s"),
-    6: ("gyr_z", "rad/s"),
-    7: ("mag_x", "µT"),
-    8: ("mag_y", "µT"),
-    9: ("mag_z", "µT"),
-}
-CHANNEL_CODES: dict[str, int] = {name: code for code, (name, _unit) in CHANNELS.items()}
-IMU6 = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")
-IMU9 = (*IMU6, "mag_x", "mag_y", "mag_z")
+__all__ = ["CHANNELS", "CHANNEL_CODES", "IMU6", "IMU9", "Frame", "WireError", "decode", "encode"]
 
 
 class WireError(ValueError):
@@ -100,7 +87,7 @@ class Frame:
 
 def encode(frame: Frame) -> bytes:
     """Serialize a frame; raises ValueError on a frame that could not be decoded again."""
-    if not SENSOR_ID_RE.fullmatch(frame.sensor_id):
+    if not is_id(frame.sensor_id):
         raise ValueError(f"sensor id {frame.sensor_id!r} is not [A-Za-z0-9_-]{{1,64}}")
     try:
         codes = bytes(CHANNEL_CODES[name] for name in frame.channels)
@@ -165,7 +152,7 @@ def decode(payload: bytes) -> Frame:
     off = HEADER.size
     sid_bytes = payload[off : off + sid_len]
     sid = sid_bytes.decode("ascii", errors="replace")
-    if not SENSOR_ID_RE.fullmatch(sid):
+    if not is_id(sid):
         raise WireError("bad_sensor_id", "sensor id is not [A-Za-z0-9_-]{1,64}", off)
     off += sid_len
     names = []

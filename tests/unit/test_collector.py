@@ -89,7 +89,7 @@ def test_all_shipped_profiles_load():
         (("offset = 18,", "offset = 19,"), "expected a field inside the 20-byte record, found 19"),
         (
             ('id = "witmotion-wt901ble"\n', ""),
-            "field 'id': expected the profile id, found 'nothing (missing)'",
+            "field 'id': expected the profile id, found nothing (missing)",
         ),
     ],
 )

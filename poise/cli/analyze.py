@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from poise.cli.common import UsageError, print_json, table
 from poise.core.csvio import CsvError, ImuRecording, read_imu_csv, write_csv
-
-
-class UsageError(ValueError):
-    """A problem with the input that the user can fix; printed without a traceback."""
 
 
 def _load(path: Path, min_samples: int = 2) -> ImuRecording:
@@ -27,27 +23,6 @@ def _load(path: Path, min_samples: int = 2) -> ImuRecording:
         return read_imu_csv(path, min_samples=min_samples)
     except CsvError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _print_json(obj: dict[str, Any]) -> None:
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        return x
-
-    print(json.dumps(clean(obj)))
-
-
-def _table(rows: list[tuple[str, str, str]]) -> None:
-    width = max(len(r[0]) for r in rows)
-    for name, value, unit in rows:
-        print(f"  {name:<{width}}  {value:>12}  {unit}")
 
 
 def cmd_sway(args: argparse.Namespace) -> int:
@@ -61,14 +36,14 @@ def cmd_sway(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
-        _print_json(res.as_dict())
+        print_json(res.as_dict())
         return 0
     q = res.quality
     print(
         f"Sway of {args.file} ({q.duration_s:.1f} s at {res.fs_hz:.1f} Hz, AP axis {args.ap_axis}, "
         f"{res.algorithm_version})"
     )
-    _table([(k, f"{v:.4g}", sway.UNITS[k]) for k, v in res.metrics.items()])
+    table([(k, f"{v:.4g}", sway.UNITS[k]) for k, v in res.metrics.items()])
     flags = [f for f, on in (("too short (< 10 s)", q.too_short), ("clipping", q.clipping)) if on]
     if q.sample_loss_pct > 0:
         flags.append(f"{q.sample_loss_pct:.1f} % samples lost")
@@ -135,7 +110,7 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
-        _print_json(res)
+        print_json(res)
         return 0
     for s in res["stages"]:
         if not s["attempted"]:
@@ -167,7 +142,7 @@ def cmd_chair_stand(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
-        _print_json(res)
+        print_json(res)
     else:
         print(
             f"full stands in 30 s: {res['stands']}  (at {', '.join(f'{t:.1f}' for t in res['stand_times_s'])} s)"
@@ -194,7 +169,7 @@ def cmd_tug(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
-        _print_json(res)
+        print_json(res)
     else:
         print(
             f"Timed Up and Go: {res['duration_s']:.1f} s"
@@ -278,11 +253,9 @@ def cmd_rom(args: argparse.Namespace) -> int:
         "neutral_s": args.neutral_s,
     }
     if args.angles:
-        from poise.core.csvio import write_csv as _w
-
-        _w(args.angles, {"time_s": ta, "angle_deg": angle})
+        write_csv(args.angles, {"time_s": ta, "angle_deg": angle})
     if args.json:
-        _print_json(out)
+        print_json(out)
         return 0
     print(
         f"{args.joint} {motion}: ROM {out['rom_deg']:.1f}° (peak {out['peak_deg']:.1f}°), "

@@ -1,0 +1,95 @@
+"""What every command module shares: argument types, credentials from the environment,
+output helpers and the error a user can fix (``UsageError``, exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+
+
+class UsageError(ValueError):
+    """A problem with the input that the user can fix; printed without a traceback, exit 2."""
+
+
+def package_version() -> str:
+    try:
+        return version("poise")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT such as 127.0.0.1:1883, found {text!r}"
+        )
+    return host, int(port)
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, found {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, found {text!r}")
+    return int(text)
+
+
+def influx_auth() -> Any:
+    from poise.core.influx import Auth
+
+    token = os.environ.get("POISE_INFLUX_TOKEN")
+    if token:
+        return Auth(token=token)
+    user = os.environ.get("POISE_INFLUX_USER")
+    if user:
+        return Auth(username=user, password=os.environ.get("POISE_INFLUX_PASSWORD", ""))
+    return Auth()
+
+
+def mqtt_credentials() -> tuple[str | None, str | None]:
+    return os.environ.get("POISE_MQTT_USER"), os.environ.get("POISE_MQTT_PASSWORD")
+
+
+def json_clean(x: Any) -> Any:
+    """JSON-ready: non-finite floats become null, numpy scalars plain numbers."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        return json_clean(x.item())
+    return x
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(json_clean(obj)))
+
+
+def table(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    for name, value, unit in rows:
+        print(f"  {name:<{width}}  {value:>12}  {unit}")
+
+
+def fail(command: str, message: str, code: int = 2) -> int:
+    """Print ``poise COMMAND: message`` on stderr and return the exit code."""
+    print(f"poise {command}: {message}", file=sys.stderr)
+    return code

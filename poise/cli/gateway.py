@@ -1,0 +1,236 @@
+"""``poise scan``, ``collect``, ``profiles`` and ``decode``: the gateway and its sensors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from poise.cli.common import mqtt_credentials, positive
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from collector.ble import scan
+
+    try:
+        found = asyncio.run(scan(args.timeout))
+    except Exception as exc:  # bleak raises platform errors: no adapter, no permission, no D-Bus
+        print(
+            f"poise scan: cannot scan: {exc}. Is there a Bluetooth adapter, and is BlueZ "
+            "(bluetoothd) running?",
+            file=sys.stderr,
+        )
+        return 1
+    for d in found:
+        print(json.dumps(d))
+    if not found:
+        print("poise scan: no devices seen", file=sys.stderr)
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from collector.ble import ConfigError, Gateway, load_gateway_config
+    from collector.publisher import Publisher
+    from collector.spool import Spool
+
+    try:
+        config = load_gateway_config(args.config)
+    except ConfigError as exc:
+        print(f"poise collect: {exc}", file=sys.stderr)
+        return 2
+    user, password = mqtt_credentials()
+    pub = Publisher(
+        config.mqtt_host,
+        config.mqtt_port,
+        Spool(config.spool_path),
+        site=config.site,
+        gateway_id=config.gateway_id,
+        username=user,
+        password=password,
+    )
+    pub.start()
+    log = logging.getLogger("poise.collect")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        kwargs: dict[str, Any] = {}
+        world = None
+        if args.virtual:
+            import numpy as np
+
+            from collector.virtual import simulate_patient
+            from collector.virtual_ble import VirtualSensor, VirtualWorld
+
+            world = VirtualWorld()
+            await world.start()
+            for i, spec in enumerate(config.sensors):
+                placement = (
+                    spec.placement
+                    if spec.placement in ("lower_back", "thigh", "shank")
+                    else "lower_back"
+                )
+                trace = simulate_patient(np.random.default_rng(i), 3600.0)[placement]
+                await VirtualSensor(
+                    world,
+                    spec.profile,
+                    spec.name or f"virtual-{spec.sensor_id}",
+                    trace.acc,
+                    trace.gyr,
+                    address=spec.address,
+                ).start()
+            kwargs = {
+                "client_class": world.client_class(),
+                "scanner_backend": world.scanner_backend(),
+            }
+        gw = Gateway(config, pub, **kwargs)
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        log.info("collecting from %d sensors for site %s", len(config.sensors), config.site)
+        await gw.run(stop)
+        if world is not None:
+            await world.close()
+        print(json.dumps({s.spec.sensor_id: s.stats.as_status(s.spec) for s in gw.sessions}))
+
+    try:
+        asyncio.run(main())
+    finally:
+        pub.stop(drain_timeout_s=10)
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from collector.profiles import ProfileError, load_all
+
+    try:
+        profiles = load_all()
+    except ProfileError as exc:
+        print(f"poise profiles: {exc}", file=sys.stderr)
+        return 2
+    for p in profiles.values():
+        rates = ", ".join(str(r) for r in sorted(p.rate_writes)) or str(p.default_rate_hz)
+        print(f"{p.id:24s} {p.model}  channels: {' '.join(p.channels)}  rates (Hz): {rates}")
+    return 0
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, found {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def decoded_json(channels: tuple[str, ...], sample: Any) -> dict[str, Any]:
+    """A decoded sample as printed by ``poise decode``: groups present in it, SI units."""
+    import math
+
+    obj: dict[str, Any] = {"kind": "sample"}
+    values = dict(zip(channels, sample.values, strict=True))
+    for group in ("acc", "gyr", "mag"):
+        names = [f"{group}_{a}" for a in "xyz"]
+        if all(n in values and not math.isnan(values[n]) for n in names):
+            obj[group] = [round(values[n], 9) for n in names]
+    if sample.device_time_ns is not None:
+        obj["device_time_ns"] = sample.device_time_ns
+    obj.update({k: round(v, 9) for k, v in sample.extra.items()})
+    return obj
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from collector.decode import DecodeError, Decoder
+    from collector.profiles import ProfileError, get
+
+    try:
+        profile = get(args.profile)
+        decoder = Decoder(profile, strict=True, settings=_settings(args.set))
+    except (ProfileError, ValueError) as exc:
+        print(f"poise decode: {exc}", file=sys.stderr)
+        return 2
+    for i, text in enumerate(args.hex):
+        try:
+            data = bytes.fromhex(text.replace(" ", "").replace(":", ""))
+        except ValueError:
+            print(f"poise decode: notification {i + 1} is not hex: {text!r}", file=sys.stderr)
+            return 2
+        try:
+            samples = decoder.feed(data)
+        except DecodeError as exc:
+            print(
+                f"poise decode: notification {i + 1}: {exc.reason} at byte offset {exc.offset}",
+                file=sys.stderr,
+            )
+            return 2
+        for s in samples:
+            print(json.dumps(decoded_json(profile.channels, s)))
+    if decoder.pending_bytes():
+        print(
+            f"poise decode: {decoder.pending_bytes()} bytes at the end do not complete a record",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "scan",
+        help="list nearby BLE devices and the profile that matches each",
+        description="Scans with bleak and prints one JSON object per device: address, "
+        "name, RSSI (dBm) and the matching firmware profile (by name, then by service).",
+    )
+    p.add_argument("--timeout", type=positive, default=5.0, help="seconds to scan (default 5)")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser(
+        "collect",
+        help="run a gateway: stream the configured sensors to MQTT",
+        description="Connects the sensors of a gateway config one at a time, configures "
+        "them, and keeps them streaming (reconnecting after drops and stalls) until "
+        "SIGINT/SIGTERM. Frames are spooled to disk until the broker has them. A "
+        "commented example config: docs/deploy/gateway.example.toml.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="gateway config (TOML)")
+    p.add_argument("--duration", type=positive, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "--virtual",
+        action="store_true",
+        help="no hardware: simulate every configured sensor as a virtual BLE peripheral of its "
+        "profile (bumble) and collect from them through the same bleak code",
+    )
+    p.add_argument("--spool", type=Path, default=None, help="override the config's spool file")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("profiles", help="list the firmware profiles (supported sensors)")
+    p.set_defaults(func=cmd_profiles)
+
+    p = sub.add_parser(
+        "decode",
+        help="decode notification bytes with a firmware profile",
+        description="Each HEX is one notification on the profile's data characteristic, "
+        "in order. Prints one JSON object per decoded sample: acc (m/s²), gyr (rad/s), "
+        "mag (µT) when present, and the profile's extra fields in SI units. Exit code 2, "
+        "with the byte offset and reason on stderr, on input that does not decode.",
+    )
+    p.add_argument("--profile", required=True, help="profile id (see 'poise profiles')")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="profile setting, e.g. factor=0.000244 for compressed Polar frames",
+    )
+    p.add_argument("hex", nargs="+", metavar="HEX")
+    p.set_defaults(func=cmd_decode)
