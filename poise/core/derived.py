@@ -263,6 +263,39 @@ ALERT_KINDS = (
 )
 
 
+# --- the same points on MQTT: poise/v1/metrics/{site}/{patient} and poise/v1/alerts/... ---
+# One message carries a batch of points of one patient:
+#   {"v": 1, "points": [{"measurement": "sway_live", "t_ns": 1800000000000000000,
+#                        "tags": {"trial": "t-1", ...}, "fields": {"rms_m_s2": 0.05, ...}}]}
+# Tags and fields are those of the tables above (site and patient come from the topic).
+MESSAGE_VERSION = 1
+
+
+def message(points: list[dict[str, object]]) -> bytes:
+    """Encode points (dicts with measurement, t_ns, tags, fields) as one MQTT payload."""
+    import json
+
+    return json.dumps({"v": MESSAGE_VERSION, "points": points}, separators=(",", ":")).encode()
+
+
+def parse_message(payload: bytes) -> list[dict[str, object]]:
+    """Decode a metrics/alerts payload; ValueError on anything not of this shape."""
+    import json
+
+    doc = json.loads(payload)
+    if not isinstance(doc, dict) or doc.get("v") != MESSAGE_VERSION:
+        raise ValueError("not a poise v1 metrics message")
+    points = doc.get("points")
+    if not isinstance(points, list) or not all(
+        isinstance(p, dict)
+        and p.get("measurement") in MEASUREMENTS
+        and isinstance(p.get("t_ns"), int)
+        for p in points
+    ):
+        raise ValueError("points must be a list of {measurement, t_ns, tags, fields}")
+    return points
+
+
 def markdown() -> str:
     """docs/derived-data.md, from the tables above."""
     out = [
@@ -286,6 +319,18 @@ def markdown() -> str:
         out += [f"| `{f.name}` | {f.kind} | {f.unit or '–'} | {f.meaning} |" for f in m.fields]
         out.append("")
     out += ["## Alert kinds", ""] + [f"- `{k}`" for k in ALERT_KINDS] + [""]
+    out += [
+        "## On MQTT",
+        "",
+        "The worker publishes the same points on `poise/v1/metrics/{site}/{patient}` (alerts on "
+        "`poise/v1/alerts/{site}/{patient}`), a batch per message:",
+        "",
+        "```json",
+        '{"v": 1, "points": [{"measurement": "sway_live", "t_ns": 1800000000000000000,',
+        '                     "tags": {"trial": "t-1"}, "fields": {"rms_m_s2": 0.05}}]}',
+        "```",
+        "",
+    ]
     return "\n".join(out)
 
 
