@@ -50,20 +50,46 @@ def count(text: str) -> int:
     return int(text)
 
 
-def influx_auth() -> Any:
+ROLES = ("gateway", "ingest", "worker", "console", "reader", "admin")
+
+
+def _secret(name: str) -> str | None:
+    """``NAME`` from the environment, or the content of the file ``NAME_FILE`` names (as
+    container secrets are given)."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            raise UsageError(f"{name}_FILE={path}: cannot read: {exc.strerror}") from None
+    return None
+
+
+def _role_var(role: str, service: str, what: str) -> str | None:
+    """``POISE_{ROLE}_{SERVICE}_{WHAT}`` first, then the generic ``POISE_{SERVICE}_{WHAT}``."""
+    return _secret(f"POISE_{role.upper()}_{service}_{what}") or _secret(f"POISE_{service}_{what}")
+
+
+def influx_auth(role: str = "ingest") -> Any:
+    """InfluxDB credentials of ``role`` from the environment (never from arguments)."""
     from poise.core.influx import Auth
 
-    token = os.environ.get("POISE_INFLUX_TOKEN")
+    token = _role_var(role, "INFLUX", "TOKEN")
     if token:
         return Auth(token=token)
-    user = os.environ.get("POISE_INFLUX_USER")
+    user = _role_var(role, "INFLUX", "USER")
     if user:
-        return Auth(username=user, password=os.environ.get("POISE_INFLUX_PASSWORD", ""))
+        return Auth(username=user, password=_role_var(role, "INFLUX", "PASSWORD") or "")
     return Auth()
 
 
-def mqtt_credentials() -> tuple[str | None, str | None]:
-    return os.environ.get("POISE_MQTT_USER"), os.environ.get("POISE_MQTT_PASSWORD")
+def mqtt_credentials(role: str = "gateway") -> tuple[str | None, str | None]:
+    """MQTT user and password of ``role`` from the environment (never from arguments)."""
+    return _role_var(role, "MQTT", "USER"), _role_var(role, "MQTT", "PASSWORD")
 
 
 def json_clean(x: Any) -> Any:

@@ -46,7 +46,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"poise collect: {exc}", file=sys.stderr)
         return 2
-    user, password = mqtt_credentials()
+    user, password = mqtt_credentials("gateway")
     pub = Publisher(
         config.mqtt_host,
         config.mqtt_port,

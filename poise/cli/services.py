@@ -35,8 +35,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from poise.ingest import Ingest, IngestParams
 
     host, port = args.mqtt
-    user, password = mqtt_credentials()
-    influx = InfluxV1(args.influx, args.database, influx_auth())
+    user, password = mqtt_credentials("ingest")
+    influx = InfluxV1(args.influx, args.database, influx_auth("ingest"))
     params = IngestParams(
         batch_samples=args.batch_samples, group=args.group, session_expiry_s=args.session_expiry_s
     )

@@ -18,7 +18,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from poise.simulate import SimConfig, run_with_publisher
 
     host, port = args.mqtt
-    user, password = mqtt_credentials()
+    user, password = mqtt_credentials("gateway")
     spool_path = args.spool or Path(tempfile.mkdtemp(prefix="poise-sim-")) / "spool.db"
     pub = Publisher(
         host,
