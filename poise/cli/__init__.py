@@ -1,8 +1,8 @@
 """The ``poise`` command line. ``poise --help`` lists everything; each command's --help
 explains its options with their defaults and units.
 
-One module per command group, each with ``add_commands(sub)``; a new group is a module and
-one entry in ``GROUPS``. Science and services are imported inside the command functions, so
+One module per command group, each with ``add_commands(sub)`` and an ``ORDER`` number that
+places it in ``--help``; a new group is a new module here and nothing else. Science and services are imported inside the command functions, so
 ``poise --help`` and a config check stay fast and need no optional dependency.
 """
 
@@ -12,13 +12,23 @@ import argparse
 import importlib
 import logging
 import os
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from poise.cli.common import UsageError, package_version
 
-# command groups, in the order --help lists them
-GROUPS = ("simulation", "services", "gateway", "analyze")
+
+def command_groups() -> list[str]:
+    """Every module of this package that defines ``add_commands``, in ``ORDER``."""
+    found: list[tuple[int, str]] = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name == "common":
+            continue
+        module = importlib.import_module(f"poise.cli.{info.name}")
+        if hasattr(module, "add_commands"):
+            found.append((int(getattr(module, "ORDER", 100)), info.name))
+    return [name for _, name in sorted(found)]
 
 AXIS_VALUES = {"-x", "-y", "-z", "+x", "+y", "+z", "x", "y", "z"}
 
@@ -35,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"poise {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in GROUPS:
+    for name in command_groups():
         importlib.import_module(f"poise.cli.{name}").add_commands(sub)
     return parser
 

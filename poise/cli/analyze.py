@@ -272,6 +272,9 @@ def cmd_rom(args: argparse.Namespace) -> int:
     return 0
 
 
+ORDER = 40  # place in `poise --help`
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "analyze",

@@ -184,6 +184,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+ORDER = 30  # place in `poise --help`
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "scan",

@@ -69,6 +69,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+ORDER = 20  # place in `poise --help`
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "stack",

@@ -70,6 +70,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary.get("ok") else 1
 
 
+ORDER = 10  # place in `poise --help`
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
