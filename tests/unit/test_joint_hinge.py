@@ -59,8 +59,10 @@ def test_a_joint_that_never_moves_gets_no_angle():
     sc = Scenario(joint="knee", proximal="still", roms_deg=())
     r = simulate(sc, np.random.default_rng(0))
     t, a, ha = hinge.hinge_angle(r.time_s, r.acc_p, r.gyr_p, r.acc_d, r.gyr_d)
-    assert len(t) == 0 and len(a) == 0
-    assert ha.fit_ is None and ha.axis_confidence == 0.0
+    assert len(t) == 0
+    assert len(a) == 0
+    assert ha.fit_ is None
+    assert ha.axis_confidence == 0.0
 
 
 def test_streaming_equals_batch_with_state_handed_over():
