@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from poise.core import topics, wire
 from poise.core.influx import InfluxError, InfluxV1, frame_text, tags_for
+from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.ingest")
 
@@ -92,6 +93,7 @@ class Ingest:
         params: IngestParams | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.p = params or IngestParams()
         self.influx = influx
@@ -111,6 +113,7 @@ class Ingest:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        configure_mqtt(self._client, tls_ca)  # TLS when a CA file (or "system") is given
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import count, hostport, mqtt_credentials, positive
+from poise.cli.common import count, hostport, mqtt_ca, mqtt_credentials, positive
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -28,6 +28,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         gateway_id=args.gateway_id,
         username=user,
         password=password,
+        tls_ca=mqtt_ca("gateway"),
     )
     pub.start()
     cfg = SimConfig(
