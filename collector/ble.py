@@ -36,6 +36,7 @@ from collector import profiles
 from collector.pipeline import SensorPipeline
 from collector.profiles import Profile
 from poise.core import topics, wire
+from poise.core.ids import id_problem
 
 log = logging.getLogger("poise.collector.ble")
 BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
@@ -139,11 +140,9 @@ def load_gateway_config(path: Path | str) -> GatewayConfig:
 
     def ident(table: dict[str, Any], key: str, where: str) -> str:
         value = need(table, key, str, where, "a pseudonymous id [A-Za-z0-9_-]{1,64}")
-        if not topics.ID_RE.fullmatch(value):
-            raise ConfigError(
-                f"{path.name}: field '{where}{key}': expected a pseudonymous id "
-                f"[A-Za-z0-9_-]{{1,64}} (never a name), found {value!r}"
-            )
+        problem = id_problem(f"{where}{key}", value)
+        if problem is not None:
+            raise ConfigError(f"{path.name}: field '{where}{key}': {problem}")
         return str(value)
 
     known = profiles.load_all()

@@ -557,6 +557,9 @@ class LocalStack:
         raw_retention: str = RAW_RETENTION,
         derived_retention: str = DERIVED_RETENTION,
     ) -> None:
+        site_list = [check_id("site", s) for s in sites]
+        if not site_list:
+            raise StackError("a stack needs at least one site for its gateways")
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.database = database
@@ -565,9 +568,7 @@ class LocalStack:
         self.credentials = Credentials(self.root / "secrets")
         self.tls = make_tls(self.root / "tls") if tls else None
         self.mosquitto = Mosquitto(self.root, self.credentials, self.tls)
-        self.mosquitto.sites = [check_id("site", s) for s in sites]
-        if not self.mosquitto.sites:
-            raise StackError("a stack needs at least one site for its gateways")
+        self.mosquitto.sites = site_list
         self.influx = Influx(self.root, self.tls)
 
     # --- lifecycle ---
