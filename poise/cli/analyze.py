@@ -9,29 +9,120 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from analysis.plausibility import (
+    ACC_UNITS,
+    GYR_UNITS,
+    TIME_UNITS,
+    PlausibilityReport,
+    Units,
+    check_imu,
+)
 from poise.cli.common import UsageError, print_json, table
+from poise.core.clinical import CONDITIONS
 from poise.core.csvio import CsvError, ImuRecording, read_imu_csv, write_csv
 
 
-def _load(path: Path, min_samples: int = 2) -> ImuRecording:
+def _read(path: Path, min_samples: int = 2) -> ImuRecording:
     try:
         return read_imu_csv(path, min_samples=min_samples)
     except CsvError as exc:
         raise UsageError(str(exc)) from None
 
 
+def _load_checked(
+    path: Path, args: argparse.Namespace | None = None, *, needs_gyr: bool = True
+) -> tuple[ImuRecording, PlausibilityReport]:
+    """Read a recording, convert it from the units the user declared (``--time-unit``,
+    ``--acc-unit``, ``--gyr-unit``) and refuse it unless it is plausible in poise's units."""
+    rec = _read(path)
+    try:
+        units = Units(
+            time=getattr(args, "time_unit", "s"),
+            acc=getattr(args, "acc_unit", "m/s2"),
+            gyr=getattr(args, "gyr_unit", "rad/s"),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    t, acc, gyr = units.to_si(rec.time_s, rec.acc, rec.gyr)
+    assert gyr is not None
+    report = check_imu(t, acc, gyr, needs_gyr=needs_gyr)
+    if not report.ok:
+        parts = []
+        for f in report.problems:
+            hint = ""
+            if f.likely_unit and f.channel in ("time", "acc", "gyr"):
+                hint = (
+                    f" (if the file really is in {f.likely_unit}, pass "
+                    f"--{f.channel}-unit {f.likely_unit})"
+                )
+            parts.append(f.message + hint)
+        raise UsageError(f"{path}: " + "; ".join(parts))
+    return replace(rec, time_s=t, acc=acc, gyr=gyr), report
+
+
+def _load(path: Path, args: argparse.Namespace | None = None) -> ImuRecording:
+    return _load_checked(path, args)[0]
+
+
+def _add_unit_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--acc-unit",
+        choices=ACC_UNITS,
+        default="m/s2",
+        help="the file's acceleration unit, converted to m/s² before the checks (default m/s2)",
+    )
+    q.add_argument(
+        "--gyr-unit",
+        choices=GYR_UNITS,
+        default="rad/s",
+        help="the file's angular-rate unit, converted to rad/s (default rad/s)",
+    )
+    q.add_argument(
+        "--time-unit",
+        choices=tuple(TIME_UNITS),
+        default="s",
+        help="the unit of time_s, converted to seconds (default s)",
+    )
+
+
+def _condition(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in (
+            ("eyes", getattr(args, "eyes", None)),
+            ("surface", getattr(args, "surface", None)),
+            ("stance", getattr(args, "stance", None)),
+        )
+        if v
+    }
+
+
+def _number(value: float | None, fmt: str = ".4g") -> str:
+    """A metric for people: plain digits, or 'not computable' for a missing value."""
+    if value is None or not np.isfinite(value):
+        return "not computable"
+    return format(float(value), fmt)
+
+
 def cmd_sway(args: argparse.Namespace) -> int:
     from analysis import sway
 
-    rec = _load(args.file)
+    rec, report = _load_checked(args.file, args, needs_gyr=False)
+    gyr = None if "no_gyroscope" in report.flags else rec.gyr
     try:
         res = sway.analyze_trial(
-            rec.time_s, rec.acc, rec.gyr, sway.SwayParams(ap_axis=args.ap_axis)
+            rec.time_s,
+            rec.acc,
+            gyr,
+            sway.SwayParams(ap_axis=args.ap_axis),
+            condition=_condition(args),
+            input_flags=report.flags,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -39,16 +130,27 @@ def cmd_sway(args: argparse.Namespace) -> int:
         print_json(res.as_dict())
         return 0
     q = res.quality
+    cond = ", ".join(f"{k} {v}" for k, v in res.condition.items()) or "condition not given"
     print(
         f"Sway of {args.file} ({q.duration_s:.1f} s at {res.fs_hz:.1f} Hz, AP axis {args.ap_axis}, "
-        f"{res.algorithm_version})"
+        f"{cond}, {res.algorithm_version})"
     )
-    table([(k, f"{v:.4g}", sway.UNITS[k]) for k, v in res.metrics.items()])
-    flags = [f for f, on in (("too short (< 10 s)", q.too_short), ("clipping", q.clipping)) if on]
+    table([(k, _number(v), sway.UNITS[k]) for k, v in res.metrics.items()])
+    flags = [
+        f
+        for f, on in (
+            (f"too short (< {res.params.min_duration_s:g} s)", q.too_short),
+            ("clipping", q.clipping),
+        )
+        if on
+    ]
     if q.sample_loss_pct > 0:
         flags.append(f"{q.sample_loss_pct:.1f} % samples lost")
     if q.loss_of_balance_s is not None:
         flags.append(f"loss of balance at {q.loss_of_balance_s:.1f} s")
+    if q.not_computed:
+        flags.append("not computable: " + ", ".join(q.not_computed))
+    flags += [f.replace("_", " ") for f in report.flags]
     print("quality: " + ("; ".join(flags) if flags else "no flags"))
     return 0
 
@@ -56,7 +158,7 @@ def cmd_sway(args: argparse.Namespace) -> int:
 def cmd_orientation(args: argparse.Namespace) -> int:
     from analysis.orientation import Orientation
 
-    rec = _load(args.file)
+    rec = _load(args.file, args)
     if args.mag and rec.mag is None:
         raise UsageError(
             f"{args.file}: --mag asks for 9D orientation, but the file has no "
@@ -96,7 +198,7 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
     from analysis import steadi
     from analysis.sway import SwayParams
 
-    rec = _load(args.file)
+    rec, _report = _load_checked(args.file, args, needs_gyr=False)
     t0 = float(rec.time_s[0])
     stages = [steadi.Stage(n, t0 + a, t0 + b) for n, a, b in args.stage]
     try:
@@ -136,7 +238,7 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
 def cmd_chair_stand(args: argparse.Namespace) -> int:
     from analysis import steadi
 
-    rec = _load(args.file)
+    rec = _load(args.file, args)
     try:
         res = steadi.chair_stand(rec.time_s, rec.acc, rec.gyr, age_years=args.age, sex=args.sex)
     except ValueError as exc:
@@ -163,7 +265,7 @@ def cmd_chair_stand(args: argparse.Namespace) -> int:
 def cmd_tug(args: argparse.Namespace) -> int:
     from analysis import steadi
 
-    rec = _load(args.file)
+    rec = _load(args.file, args)
     try:
         res = steadi.tug(rec.time_s, rec.acc, rec.gyr)
     except ValueError as exc:
@@ -215,7 +317,7 @@ def cmd_rom(args: argparse.Namespace) -> int:
     if args.joint in joint.HINGE_JOINTS:
         if args.proximal is None or args.distal is None:
             raise UsageError(f"--joint {args.joint} needs --proximal and --distal (two sensors)")
-        prox, dist = _load(args.proximal), _load(args.distal)
+        prox, dist = _load(args.proximal, args), _load(args.distal, args)
         t, acc_p, gyr_p, acc_d, gyr_d = _align(prox, dist, (str(args.proximal), str(args.distal)))
         ta, angle = joint.joint_angle(
             t,
@@ -232,7 +334,7 @@ def cmd_rom(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--joint {args.joint} needs --segment (one sensor on the moving segment)"
             )
-        rec = _load(args.segment)
+        rec = _load(args.segment, args)
         ta, angle = joint.segment_inclination(rec.time_s, rec.acc, rec.gyr, args.neutral_s)
         motion = args.motion
         n_samples = rec.n_samples
@@ -301,9 +403,19 @@ def add_commands(sub: Any) -> None:
         choices=["+x", "-x", "+y", "-y", "+z", "-z", "x", "y", "z"],
         help=ap_help,
     )
+    q.add_argument("--eyes", choices=CONDITIONS["eyes"], help="condition: eyes open or closed")
+    q.add_argument("--surface", choices=CONDITIONS["surface"], help="condition: firm or foam")
     q.add_argument(
-        "--json", action="store_true", help="one JSON object: metrics, algorithm_version, quality"
+        "--stance",
+        choices=["feet_apart", "feet_together", "semi_tandem", "tandem", "single_leg"],
+        help="condition: the stance",
     )
+    q.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: metrics, algorithm_version, quality, condition",
+    )
+    _add_unit_args(q)
     q.set_defaults(func=cmd_sway)
 
     q = asub.add_parser(
@@ -322,6 +434,7 @@ def add_commands(sub: Any) -> None:
         help="offline: VQF's acausal variant, best for files (default); online: the causal "
         "filter the live path uses",
     )
+    _add_unit_args(q)
     q.set_defaults(func=cmd_orientation)
 
     q = asub.add_parser(
@@ -370,6 +483,7 @@ def add_commands(sub: Any) -> None:
         help="one JSON object: rom_deg, peak_deg, rep_count, "
         "repetitions, algorithm_version, quality",
     )
+    _add_unit_args(q)
     q.set_defaults(func=cmd_rom)
 
     q = asub.add_parser(
@@ -389,6 +503,7 @@ def add_commands(sub: Any) -> None:
     )
     q.add_argument("--ap-axis", default="-z", help=ap_help)
     q.add_argument("--json", action="store_true")
+    _add_unit_args(q)
     q.set_defaults(func=cmd_four_stage)
 
     q = asub.add_parser(
@@ -400,6 +515,7 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--age", type=int, help="age in years, for the CDC norm")
     q.add_argument("--sex", choices=["male", "female"], help="for the CDC norm")
     q.add_argument("--json", action="store_true")
+    _add_unit_args(q)
     q.set_defaults(func=cmd_chair_stand)
 
     q = asub.add_parser(
@@ -410,4 +526,5 @@ def add_commands(sub: Any) -> None:
     )
     q.add_argument("file", type=Path)
     q.add_argument("--json", action="store_true")
+    _add_unit_args(q)
     q.set_defaults(func=cmd_tug)
