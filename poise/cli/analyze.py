@@ -198,14 +198,14 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
     from analysis import steadi
     from analysis.sway import SwayParams
 
-    rec, _report = _load_checked(args.file, args, needs_gyr=False)
+    rec, report = _load_checked(args.file, args, needs_gyr=False)
     t0 = float(rec.time_s[0])
     stages = [steadi.Stage(n, t0 + a, t0 + b) for n, a, b in args.stage]
     try:
         res = steadi.four_stage(
             rec.time_s,
             rec.acc,
-            rec.gyr,
+            None if "no_gyroscope" in report.flags else rec.gyr,
             stages,
             steadi.FourStageParams(sway=SwayParams(ap_axis=args.ap_axis)),
         )
@@ -240,25 +240,38 @@ def cmd_chair_stand(args: argparse.Namespace) -> int:
 
     rec = _load(args.file, args)
     try:
-        res = steadi.chair_stand(rec.time_s, rec.acc, rec.gyr, age_years=args.age, sex=args.sex)
+        res = steadi.chair_stand(
+            rec.time_s,
+            rec.acc,
+            rec.gyr,
+            start_s=float(rec.time_s[0]) + args.start_s,
+            age_years=args.age,
+            sex=args.sex,
+        )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
         print_json(res)
-    else:
-        print(
-            f"full stands in 30 s: {res['stands']}  (at {', '.join(f'{t:.1f}' for t in res['stand_times_s'])} s)"
-        )
-        if "flags" in res:
-            norm = res["norm_below"]
-            print(
-                "norm: "
-                + (
-                    "none for this age"
-                    if norm is None
-                    else f"below average is < {norm}: {'BELOW' if res['flags']['below_norm'] else 'not below'}"
-                )
+        return 0
+    at = ", ".join(f"{t:.1f}" for t in res["stand_times_s"])
+    print(
+        f"full stands in 30 s from {res['start_s']:g} s: {res['stands']}"
+        + (f"  (at {at} s from the start)" if at else "")
+        + ("; the last one more than halfway up at 30 s" if res["halfway_stand_at_end"] else "")
+    )
+    if res["flags"]["recording_shorter_than_test"]:
+        print("note: the recording ends before the 30 s are over")
+    if "norm_below" in res:
+        norm, below = res["norm_below"], res["flags"]["below_norm"]
+        if norm is None:
+            print("norm: none for this age")
+        else:
+            verdict = (
+                "no verdict (the recording ends early)"
+                if below is None
+                else ("BELOW" if below else "not below")
             )
+            print(f"norm: below average is < {norm}: {verdict}")
     return 0
 
 
@@ -277,7 +290,9 @@ def cmd_tug(args: argparse.Namespace) -> int:
             f"Timed Up and Go: {res['duration_s']:.1f} s"
             + ("  (>= 12 s: increased fall risk)" if res["flags"]["tug_12s_or_more"] else "")
         )
-        for phase, secs in res.get("phases_s", {}).items():
+        if res["phases_s"] is None:
+            print("  phases: not computable (two turns were not found)")
+        for phase, secs in (res["phases_s"] or {}).items():
             print(f"  {phase:<13} {secs:5.2f} s")
     return 0
 
@@ -499,7 +514,8 @@ def add_commands(sub: Any) -> None:
         required=True,
         metavar="NAME:START-END",
         help="a stage and its start and end in seconds from the file's start; NAME is one of "
-        "feet_together, semi_tandem, tandem, single_leg; repeat in order",
+        "feet_together, semi_tandem, tandem, single_leg; repeat in that order, up to the "
+        "first failed stage or at least to tandem",
     )
     q.add_argument("--ap-axis", default="-z", help=ap_help)
     q.add_argument("--json", action="store_true")
@@ -509,9 +525,16 @@ def add_commands(sub: Any) -> None:
     q = asub.add_parser(
         "chair-stand",
         help="30-Second Chair Stand from a lower-back sensor",
-        description="Counts full stands in the 30 s from the file's start.",
+        description="Counts full stands in the 30 s from --start-s; a stand more than "
+        "halfway up at 30 s counts (CDC).",
     )
     q.add_argument("file", type=Path)
+    q.add_argument(
+        "--start-s",
+        type=float,
+        default=0.0,
+        help="when the test starts, in seconds from the file's start (default 0)",
+    )
     q.add_argument("--age", type=int, help="age in years, for the CDC norm")
     q.add_argument("--sex", choices=["male", "female"], help="for the CDC norm")
     q.add_argument("--json", action="store_true")
