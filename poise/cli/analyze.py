@@ -66,6 +66,26 @@ def _load_checked(
     return replace(rec, time_s=t, acc=acc, gyr=gyr), report
 
 
+def _check_output(output: Path, *inputs: Path) -> None:
+    """Refuse an output that would overwrite an input, or that is a folder."""
+    if output.is_dir():
+        raise UsageError(f"{output}: is a folder; give a file name to write")
+    for inp in inputs:
+        try:
+            same = output.exists() and output.samefile(inp)
+        except OSError:
+            same = False
+        if same or output.resolve() == inp.resolve():
+            raise UsageError(f"{output}: is the input file; writing it would destroy the recording")
+
+
+def _write(path: Path, columns: dict[str, Any]) -> None:
+    try:
+        write_csv(path, columns)
+    except CsvError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _load(path: Path, args: argparse.Namespace | None = None) -> ImuRecording:
     return _load_checked(path, args)[0]
 
@@ -158,6 +178,7 @@ def cmd_sway(args: argparse.Namespace) -> int:
 def cmd_orientation(args: argparse.Namespace) -> int:
     from analysis.orientation import Orientation
 
+    _check_output(args.output, args.file)
     rec = _load(args.file, args)
     if args.mag and rec.mag is None:
         raise UsageError(
@@ -165,7 +186,7 @@ def cmd_orientation(args: argparse.Namespace) -> int:
             "mag_x, mag_y, mag_z columns"
         )
     q = Orientation(use_mag=args.mag, mode=args.mode).update(rec.time_s, rec.acc, rec.gyr, rec.mag)
-    write_csv(
+    _write(
         args.output,
         {"time_s": rec.time_s, "qw": q[:, 0], "qx": q[:, 1], "qy": q[:, 2], "qz": q[:, 3]},
     )

@@ -356,3 +356,50 @@ def test_refusal_as_a_user_sees_it(tmp_path, traces):
     assert "gyroscope values look like deg/s; poise expects rad/s" in res.stderr
     assert "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_outputs_that_would_destroy_or_cannot_be_written(capsys, tmp_path, traces):
+    f = save(tmp_path / "rec.csv", traces["orientation"])
+    before = f.read_bytes()
+    for out in (str(f), str(tmp_path / "." / "rec.csv")):
+        code, _out, err = poise_main(capsys, "analyze", "orientation", str(f), "-o", out)
+        assert code == 2
+        assert "is the input file" in err
+    assert f.read_bytes() == before
+    code, _out, err = poise_main(capsys, "analyze", "orientation", str(f), "-o", str(tmp_path))
+    assert code == 2
+    assert "is a folder" in err
+    code, _out, err = poise_main(
+        capsys, "analyze", "orientation", str(f), "-o", str(tmp_path / "no" / "q.csv")
+    )
+    assert code == 2
+    assert "cannot write" in err
+
+
+@pytest.mark.parametrize("command", ["sway", "tug", "chair-stand"])
+def test_header_only_and_folder_inputs(capsys, tmp_path, command):
+    f = tmp_path / "empty.csv"
+    f.write_text("time_s,acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z\n")
+    code, _out, err = poise_main(capsys, "analyze", command, str(f))
+    assert code == 2
+    assert "no data rows" in err
+    code, _out, err = poise_main(capsys, "analyze", command, str(tmp_path))
+    assert code == 2
+    assert "is a folder" in err
+
+
+def test_four_stage_without_tandem_gets_no_verdict(capsys, tmp_path, traces):
+    f = save(tmp_path / "st.csv", traces["four-stage"])
+    code, out, err = poise_main(
+        capsys, "analyze", "four-stage", str(f), "--stage", "feet_together:0-11",
+        "--stage", "semi_tandem:12-23",
+    )  # fmt: skip
+    assert code == 2
+    assert "no verdict" in err
+    assert "tandem stance under 10 s" not in out
+    code, _out, err = poise_main(
+        capsys, "analyze", "four-stage", str(f), "--stage", "tandem:0-11",
+        "--stage", "feet_together:12-23",
+    )  # fmt: skip
+    assert code == 2
+    assert "out of order" in err
