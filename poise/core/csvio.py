@@ -8,8 +8,12 @@ Extra numeric columns are kept aside (``extra``), extra text columns ignored. Pr
 from __future__ import annotations
 
 import csv
+import gzip
+import lzma
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -93,18 +97,24 @@ def _column(path: Path, rows: list[list[str]], name: str, index: int) -> Array |
         raise CsvError(f"{path}: column {name} is not numeric") from None  # pragma: no cover
 
 
+_OPENERS: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".xz": lzma.open}
+
+
 def read_imu_csv(path: Path | str, *, min_samples: int = 2) -> ImuRecording:
     """Read an IMU CSV as spreadsheets write them: an optional UTF-8 byte-order mark, quoted
     or unquoted numbers, a trailing comma on every line, blank lines, extra columns (text
-    columns are ignored, numeric ones kept in ``extra``)."""
+    columns are ignored, numeric ones kept in ``extra``). ``.csv.gz`` and ``.csv.xz`` files
+    are read as they are."""
     path = Path(path)
     if path.is_dir():
         raise CsvError(f"{path}: is a folder, not a CSV file")
+    opener = _OPENERS.get(path.suffix.lower(), open)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
-    except OSError as exc:
-        raise CsvError(f"{path}: cannot read: {exc.strerror}") from None
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise CsvError(f"{path}: cannot read: {reason}") from None
     except UnicodeDecodeError:
         raise CsvError(f"{path}: not a text (UTF-8) CSV file") from None
     except csv.Error as exc:

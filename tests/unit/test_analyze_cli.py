@@ -20,7 +20,6 @@ from collector.virtual import (
     tug_trace,
 )
 from poise.core.csvio import read_imu_csv, write_csv
-from tests.conftest import SHARED
 
 POISE = [sys.executable, "-m", "poise.cli"]
 SWAY_KEYS = {
@@ -125,17 +124,6 @@ def test_orientation_writes_one_row_per_input_row(tmp_path):
     no_mag = run("analyze", "orientation", str(f), "-o", str(out), "--mag")
     assert no_mag.returncode == 2
     assert "no mag_x, mag_y, mag_z columns" in no_mag.stderr
-
-
-def test_orientation_9d_on_broad(tmp_path):
-    path = SHARED / "data" / "broad" / "02_undisturbed_slow_rotation_B.csv"
-    if not path.exists():
-        pytest.skip(f"BROAD data not found at {path} (it lives in ../shared beside the clone)")
-    out = tmp_path / "q.csv"
-    res = run("analyze", "orientation", str(path), "-o", str(out), "--mag")
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["mode"] == "9D"
-    assert np.loadtxt(out, delimiter=",", skiprows=1).shape[0] == read_imu_csv(path).n_samples
 
 
 def test_rom_two_sensors_json(tmp_path):
