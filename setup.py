@@ -7,7 +7,9 @@ from setuptools import find_packages, setup
 
 setup(
     packages=[
-        *find_packages(include=["poise", "poise.*", "collector", "collector.*", "analysis", "analysis.*"]),
+        *find_packages(
+            include=["poise", "poise.*", "collector", "collector.*", "analysis", "analysis.*"]
+        ),
         "collector.firmware_profiles",
         "collector.firmware_profiles.vectors",
     ],

@@ -33,6 +33,7 @@ from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
 
 from collector import profiles
+from collector.clock import HostTime
 from collector.pipeline import SensorPipeline
 from collector.profiles import Profile
 from poise.core import topics, wire
@@ -249,8 +250,10 @@ class SensorSession:
         params: SupervisorParams | None = None,
         connect_lock: asyncio.Lock | None = None,
         profile: Profile | None = None,
+        host_time: HostTime | None = None,
     ) -> None:
         self.spec = spec
+        self._now_ns = (host_time or HostTime()).now_ns
         self.profile = profile or profiles.get(spec.profile)
         self.settings = self.profile.resolve(spec.settings)
         self.rate_hz = spec.rate_hz or self.profile.default_rate_hz
@@ -276,7 +279,7 @@ class SensorSession:
     # the notification callback: trivial by design (bleak calls it on the event loop)
     def _on_notify(self, _sender: Any, data: bytearray) -> None:
         self._last_notify = time.monotonic()
-        self._queue.put_nowait((time.time_ns(), bytes(data)))
+        self._queue.put_nowait((self._now_ns(), bytes(data)))
 
     def _on_disconnect(self, _client: Any) -> None:
         self._disconnected.set()
@@ -440,6 +443,7 @@ class Gateway:
         self.config = config
         self.publisher = publisher
         lock = asyncio.Lock()
+        host_time = HostTime()  # one arrival timeline for every sensor of the gateway
         self.sessions = [
             SensorSession(
                 spec,
@@ -448,6 +452,7 @@ class Gateway:
                 scanner_backend=scanner_backend,
                 params=config.supervision,
                 connect_lock=lock,
+                host_time=host_time,
             )
             for spec in config.sensors
         ]

@@ -48,8 +48,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _copy_sources(src)
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "wheel", "--no-deps",
-            "--disable-pip-version-check", "-q", "-w", str(dist), str(src),
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(dist),
+            str(src),
         ],
         check=True,
         capture_output=True,
@@ -61,15 +69,26 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = Path(
         subprocess.run(
             [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )
     # dependencies from this interpreter, after the venv's own site-packages
     (site / "zz-borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
-            "--no-index", "--disable-pip-version-check", "-q", str(wheels[0]),
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            str(wheels[0]),
         ],
         check=True,
         capture_output=True,
@@ -92,12 +111,16 @@ def _run(bindir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_imports_come_from_the_wheel(installed: Path) -> None:
     out = subprocess.run(
         [
-            str(installed / "python"), "-c",
+            str(installed / "python"),
+            "-c",
             "import collector.profiles as p, poise, analysis;"
             "print(p.__file__); print(poise.__file__); print(analysis.__file__);"
             "print(p.PROFILE_DIR)",
         ],
-        cwd="/", capture_output=True, text=True, check=True,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     venv_dir = str(installed.parent)
     assert all(line.startswith(venv_dir) for line in out), out
