@@ -193,8 +193,9 @@ def trend(
     n = int(y.size)
     if n == 0:
         nan = math.nan
-        return Trend(metric, 0, nan, nan, nan, nan, nan, 1.0, 0.0, nan, "none", a, False,
-                     "insufficient", d)  # fmt: skip
+        return Trend(
+            metric, 0, nan, nan, nan, nan, nan, 1.0, 0.0, nan, "none", a, False, "insufficient", d
+        )
     base_vals = y[mask] if mask.any() else y[: p.baseline_n]
     baseline = float(np.median(base_vals))
     latest = float(np.median(y[-p.latest_n :]))
@@ -220,8 +221,23 @@ def trend(
         verdict = "improved" if better else "worsened"
     else:
         verdict = "no_real_change"
-    return Trend(metric, n, baseline, latest, change, change_pct, slope, mk_p, tau, mdc,
-                 mdc_source, a, real, verdict, d)  # fmt: skip
+    return Trend(
+        metric,
+        n,
+        baseline,
+        latest,
+        change,
+        change_pct,
+        slope,
+        mk_p,
+        tau,
+        mdc,
+        mdc_source,
+        a,
+        real,
+        verdict,
+        d,
+    )
 
 
 # --- the review of one patient ---

@@ -113,8 +113,9 @@ def test_review_lists_reasons_never_a_probability() -> None:
         tr.Series("rms_m_s2", "quiet_stance", "eyes=closed", t_s=t, values=rising),
         tr.Series("jerk_m2_s6", "quiet_stance", "eyes=closed", t_s=t, values=flat),
     ]
-    latest = tr.LatestTests(tandem_hold_s=6.0, chair_stands=9, chair_below_norm=True,
-                            chair_norm=11, tug_s=13.2)  # fmt: skip
+    latest = tr.LatestTests(
+        tandem_hold_s=6.0, chair_stands=9, chair_below_norm=True, chair_norm=11, tug_s=13.2
+    )
     rv = tr.review(series, latest, session_times_s=t, units={"rms_m_s2": "m/s²"})
     codes = [r.code for r in rv.reasons]
     assert codes == [
@@ -132,8 +133,7 @@ def test_review_lists_reasons_never_a_probability() -> None:
 
 
 def test_review_of_a_well_patient_has_no_reasons() -> None:
-    latest = tr.LatestTests(tandem_hold_s=10.0, chair_stands=14, chair_below_norm=False,
-                            tug_s=9.0)  # fmt: skip
+    latest = tr.LatestTests(tandem_hold_s=10.0, chair_stands=14, chair_below_norm=False, tug_s=9.0)
     rv = tr.review([], latest)
     assert not rv.flagged
     assert rv.reasons == ()
