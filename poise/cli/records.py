@@ -7,10 +7,9 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from poise.cli.common import UsageError, count, influx_auth
+from poise.cli.common import UsageError, influx_auth
 
 DAY_S = 86400.0
 

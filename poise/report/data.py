@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis import progression as pr
 from analysis import trends as tr
 from poise.core.clinical import EXERCISES, FOUR_STAGE_ORDER
 from poise.core.derived import MEASUREMENTS
@@ -259,3 +260,74 @@ def evaluate_cohort(points: list[dict[str, Any]], truth: dict[str, Any]) -> dict
             ),
         }
     return out
+
+
+def scopes(data: PatientData, rv: tr.Review) -> list[pr.Scope]:
+    """The facts per session and the trend verdicts the progression rules look at: one
+    scope per ROM exercise and side, one for the balance tests, one for the patient."""
+    by_session = {str(s.get("session")): s for s in data.sessions}
+
+    def session_facts(session: str) -> dict[str, float]:
+        s = by_session.get(session, {})
+        return {
+            k: float(s[k])
+            for k in ("pain_0_10", "fatigue_borg", "adherence_pct")
+            if isinstance(s.get(k), int | float)
+        }
+
+    verdicts: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+    patient_verdicts: dict[str, list[str]] = {}
+    balance_verdicts: dict[str, list[str]] = {}
+    for s, t in rv.trends:
+        verdicts.setdefault((s.exercise, s.side, s.condition), {}).setdefault(s.metric, []).append(
+            t.verdict
+        )
+        if s.exercise == "session":
+            patient_verdicts.setdefault(s.metric, []).append(t.verdict)
+        if s.exercise in SWAY_EXERCISES or s.exercise == TANDEM:
+            balance_verdicts.setdefault(s.metric, []).append(t.verdict)
+    out: list[pr.Scope] = []
+    rom: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in data.trials:
+        if EXERCISES.get(str(r.get("exercise")), ("", ""))[0] == "rom":
+            rom.setdefault((str(r["exercise"]), str(r.get("side", "none"))), []).append(r)
+    for (ex, side), rows in sorted(rom.items()):
+        facts = []
+        for r in rows:
+            f = session_facts(str(r.get("session")))
+            if isinstance(r.get("rom_deg"), int | float):
+                f["rom_deg"] = float(r["rom_deg"])
+                if isinstance(r.get("target_rom_deg"), int | float):
+                    f["rom_margin_deg"] = float(r["rom_deg"]) - float(r["target_rom_deg"])
+            if r.get("rep_count"):
+                f["correct_pct"] = 100.0 * float(r.get("correct_count", 0)) / float(r["rep_count"])
+            facts.append(f)
+        label = ex if side == "none" else f"{ex} ({side})"
+        out.append(pr.Scope("rom", label, facts, verdicts.get((ex, side, "none"), {})))
+    tandem = [r for r in data.trials if r.get("exercise") == TANDEM and "hold_s" in r]
+    out.append(
+        pr.Scope(
+            "balance",
+            "balance",
+            [
+                {**session_facts(str(r.get("session"))), "tandem_hold_s": float(r["hold_s"])}
+                for r in tandem
+            ],
+            balance_verdicts,
+        )
+    )
+    out.append(
+        pr.Scope(
+            "patient",
+            "patient",
+            [session_facts(str(s.get("session"))) for s in data.sessions],
+            patient_verdicts,
+        )
+    )
+    return out
+
+
+def suggestions(
+    data: PatientData, rv: tr.Review, rules: pr.Rules | None = None
+) -> list[pr.Suggestion]:
+    return pr.suggest(rules or pr.default_rules(), scopes(data, rv))
