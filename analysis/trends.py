@@ -202,10 +202,12 @@ def trend(
     change = latest - baseline
     change_pct = 100.0 * change / abs(baseline) if baseline != 0 else math.nan
     mdc_source: Literal["own_baseline", "default", "none"]
-    if base_vals.size >= p.min_baseline_for_own_mdc:
-        mdc = mdc95_from_sem(float(np.std(base_vals, ddof=1)))
+    own_sd = float(np.std(base_vals, ddof=1)) if base_vals.size > 1 else 0.0
+    if base_vals.size >= p.min_baseline_for_own_mdc and own_sd > 0:
+        mdc = mdc95_from_sem(own_sd)
         mdc_source = "own_baseline"
     elif metric in p.mdc_defaults:
+        # too few baseline sessions, or all equal (a ceiling: a hold capped at 10 s)
         mdc = p.mdc_defaults[metric].value(baseline)
         mdc_source = "default"
     else:
@@ -297,6 +299,16 @@ class Review:
         return bool(self.reasons)
 
 
+def condition_words(condition: str) -> str:
+    """``eyes=closed,surface=foam`` -> ``eyes closed, foam surface``."""
+    parts = dict(p.split("=", 1) for p in condition.split(",") if "=" in p)
+    words = [f"eyes {parts['eyes']}"] if "eyes" in parts else []
+    if "surface" in parts:
+        words.append(f"{parts['surface']} surface")
+    words += [f"{k} {v}" for k, v in sorted(parts.items()) if k not in ("eyes", "surface")]
+    return ", ".join(words) or "no condition"
+
+
 def _fmt(x: float, unit: str) -> str:
     return f"{x:.3g} {unit}".strip()
 
@@ -309,6 +321,7 @@ def review(
     session_times_s: Sequence[float] = (),
     params: TrendParams | None = None,
     units: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Review:
     """Trends of every series, the fall-risk reasons and the real changes of one patient.
 
@@ -316,6 +329,7 @@ def review(
     that condition), Bonferroni."""
     p = params or TrendParams()
     units = units or {}
+    labels = labels or {}
     sway_counts: dict[tuple[str, str, str], int] = {}
     for s in series:
         if s.metric in SWAY_REVIEW_METRICS:
@@ -360,20 +374,28 @@ def review(
                 "s",
             )
         )
-    for s, tr in out:
-        if s.metric in SWAY_REVIEW_METRICS and tr.verdict == "worsened":
-            u = units.get(s.metric, "")
-            reasons.append(
-                Reason(
-                    "sway_worsened",
-                    f"sway ({s.metric}) in {s.exercise} [{s.condition}] rose from "
-                    f"{_fmt(tr.baseline, u)} to {_fmt(tr.latest, u)} ({tr.change_pct:+.0f} %), "
-                    f"beyond the MDC of {_fmt(tr.mdc, u)}, Mann-Kendall p = {tr.mk_p:.3g}",
-                    tr.change,
-                    tr.mdc,
-                    u,
-                )
+    worse: dict[tuple[str, str, str], list[tuple[Series, Trend]]] = {}
+    for s, trd in out:
+        if s.metric in SWAY_REVIEW_METRICS and trd.verdict == "worsened":
+            worse.setdefault((s.exercise, s.condition, s.side), []).append((s, trd))
+    for (exercise, condition, _side), items in worse.items():
+        # one reason per condition, its numbers from the first metric tested (RMS)
+        s, trd = items[0]
+        u = units.get(s.metric, "")
+        others = [labels.get(o.metric, o.metric) for o, _ in items[1:]]
+        also = f"; also {', '.join(others)}" if others else ""
+        reasons.append(
+            Reason(
+                "sway_worsened",
+                f"sway in {exercise.replace('_', ' ')} ({condition_words(condition)}): "
+                f"{labels.get(s.metric, s.metric)} rose from {_fmt(trd.baseline, u)} to "
+                f"{_fmt(trd.latest, u)} ({trd.change_pct:+.0f} %), beyond the minimal "
+                f"detectable change of {_fmt(trd.mdc, u)} (Mann-Kendall p = {trd.mk_p:.2g})" + also,
+                trd.change,
+                trd.mdc,
+                u,
             )
+        )
     adh = [v for v in adherence_pct if math.isfinite(v)]
     times = sorted(session_times_s)
     weeks = (times[-1] - times[0]) / WEEK_S if len(times) > 1 else 0.0

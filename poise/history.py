@@ -1,15 +1,15 @@
 """Seeded history: weeks of sessions for patients who improve, stay stable or worsen.
 
 The points are those the analysis worker writes (``trial_summary`` and ``session_summary``
-of poise.core.derived, same tags and fields, the same algorithm-version tags), so reports,
-dashboards, the console and tests see realistic data without hours of simulated IMU
-streams. ``generate`` is pure (a seed in, points and the known truth out); ``write`` sends
+of poise.core.derived, same tags and fields, the algorithm versions of analysis.sway,
+.steadi and .joint), so reports, dashboards, the console and tests see realistic data
+without hours of simulated IMU streams. ``generate`` is pure (a seed in, points and the known truth out); ``write`` sends
 the points to InfluxDB.
 
 The courses (``f`` runs from 0 at the first week to 1 at the last):
 
-- improving: trunk sway RMS x (1 - 0.35 f); tandem hold 6 -> 13 s (held at most 10 s); chair stands 8 -> 15;
-  TUG 13.5 -> 10 s; knee ROM 70 -> 95 deg (target 90); pain 5 -> 1.5;
+- improving: trunk sway RMS x (1 - 0.35 f); tandem hold 6 -> 13 s (held at most 10 s);
+  chair stands 8 -> 15; TUG 13.5 -> 10 s; knee ROM 70 -> 95 deg (target 90); pain 5 -> 1.5;
 - stable: no change; every STEADI result within its norm (15 chair stands, TUG 9.5 s);
 - worsening: sway RMS x (1 + 0.8 f); tandem hold 12 -> 4 s; chair stands 13 -> 5 (below the
   age/sex norm); TUG 10.5 -> 14.5 s; knee ROM 85 -> 72 deg; pain 2 -> 6.
@@ -27,38 +27,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from analysis import joint, steadi, sway
 from poise.core.clinical import FOUR_STAGE_ORDER, condition_tag
 from poise.core.derived import MEASUREMENTS
 from poise.core.ids import check_id
 from poise.core.influx import DERIVED_RP, InfluxV1, point_line
 
-# the algorithm versions the worker's scores write (analysis.sway, .steadi, .joint); kept
-# as literals here so seeding needs none of the science's dependencies
-SWAY_VERSION = "sway-1.0"
-STEADI_VERSION = "steadi-1.0"
-JOINT_VERSION = "joint-1.0"
-SESSION_VERSION = "intensity-1.0"
+# the algorithm versions the worker's scores write
+SWAY_VERSION = sway.ALGORITHM_VERSION
+STEADI_VERSION = steadi.ALGORITHM_VERSION
+JOINT_VERSION = joint.ALGORITHM_VERSION
+SESSION_VERSION = "intensity-1.0"  # the session summary's (the worker's intensity score)
 HISTORY_VERSION = 1
 
 COURSES = ("improving", "stable", "worsening")
 WEEK_S = 7 * 86400
-# CDC STEADI 30 s chair stand: below-average scores (men, women), as in analysis.steadi
-_CHAIR_NORMS = {
-    (60, 64): (14, 12),
-    (65, 69): (12, 11),
-    (70, 74): (12, 10),
-    (75, 79): (11, 10),
-    (80, 84): (10, 9),
-    (85, 89): (8, 8),
-    (90, 94): (7, 4),
-}
 
 
 def chair_norm(age_years: int, sex: str) -> int:
-    for (lo, hi), (men, women) in _CHAIR_NORMS.items():
-        if lo <= age_years <= hi:
-            return men if sex == "male" else women
-    raise ValueError(f"no chair-stand norm for age {age_years}")
+    """The CDC STEADI below-average 30 s chair-stand score (analysis.steadi's table)."""
+    norm = steadi.chair_stand_norm(age_years, sex)
+    if norm is None:
+        raise ValueError(f"no chair-stand norm for age {age_years}")
+    return norm
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from poise.core.ids import check_id
 from poise.core.influx import DERIVED_RP, InfluxV1
 
 TANDEM = "steadi_4stage/tandem"
+LABELS = {"rms_m_s2": "trunk RMS", "jerk_m2_s6": "jerk", "path_rate_m_s3": "path rate"}
 SWAY_EXERCISES = ("quiet_stance",)
 
 
@@ -31,6 +32,26 @@ class PatientProfile:
     age_band: str | None = None  # e.g. "75-79"
     sex: str | None = None  # "female", "male" or None
     chair_stand_norm: int | None = None
+
+
+def profile(age_band: str | None = None, sex: str | None = None) -> PatientProfile:
+    """A profile from an age band (``75-79``; the CDC chair-stand norms are per 5-year band)
+    and sex (``female``/``male``); ValueError naming what is wrong."""
+    norm = None
+    if age_band is not None:
+        lo, sep, hi = age_band.partition("-")
+        if not (sep and lo.isdigit() and hi.isdigit() and int(lo) <= int(hi) <= 120):
+            raise ValueError(f"age band: expected like 75-79, found {age_band!r}")
+    if sex is not None and sex not in ("female", "male"):
+        raise ValueError(f"sex: expected female or male, found {sex!r}")
+    if age_band is not None and sex is not None:
+        from analysis.steadi import chair_stand_norm
+
+        lo_age, hi_age = (int(x) for x in age_band.split("-"))
+        norms = {chair_stand_norm(a, sex) for a in range(lo_age, hi_age + 1)}
+        if len(norms) == 1:  # the band lies within one row of the table
+            norm = norms.pop()
+    return PatientProfile(age_band, sex, norm)
 
 
 @dataclass
@@ -216,6 +237,7 @@ def review(
         session_times_s=data.session_times_s,
         params=params,
         units=units(),
+        labels=LABELS,
     )
 
 
