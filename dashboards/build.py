@@ -203,11 +203,7 @@ def live_session() -> dict[str, Any]:
     ).variables([_site(), _patient()])
 
     trace = Select("sway_trace").where_var("site", "site").where_var("patient", "patient")
-    trace = (
-        trace.field("ap_m_s2", "mean", "AP")
-        .field("ml_m_s2", "mean", "ML")
-        .group_by_time()
-    )
+    trace = trace.field("ap_m_s2", "mean", "AP").field("ml_m_s2", "mean", "ML").group_by_time()
     d = d.with_panel(
         _ts(
             "Sway trace (AP, ML)",
@@ -367,13 +363,11 @@ def live_session() -> dict[str, Any]:
     trials = (
         _scoped("trial_summary").field("kind", alias="kind").field("duration_s", alias="duration_s")
     )
-    sessions = _scoped("session_summary").field("duration_s", alias="duration_s")
     alert_marks = _scoped("alert").field("value", alias="value").group_by("kind")
     return _finish(
         d,
         [
             _annotation("Trials", "blue", trials, "kind"),
-            _annotation("Sessions", "purple", sessions, "duration_s"),
             _annotation("Alerts", "red", alert_marks, "value", "kind"),
         ],
     )
@@ -402,7 +396,9 @@ def clinic_overview() -> dict[str, Any]:
 
     online = (
         Select.over(
-            site("sensor_status").field("silent_s", "last", "silent_s").group_by("patient", "sensor")
+            site("sensor_status")
+            .field("silent_s", "last", "silent_s")
+            .group_by("patient", "sensor")
         )
         .where_field("silent_s", "<", 5.0)
         .field("silent_s", "count", "sensors online")
@@ -563,15 +559,10 @@ def patient_progress() -> dict[str, Any]:
             .height(7)
         )
 
-    stands = (
-        trials("chair_stand").field("stands", "max", "stands").group_by_time("1d")
-    )
+    stands = trials("chair_stand").field("stands", "max", "stands").group_by_time("1d")
     tug = trials("tug").field("tug_s", "min", "TUG").group_by_time("1d")
     hold = (
-        trials("four_stage")
-        .field("hold_s", "max", "hold")
-        .group_by_time("1d")
-        .group_by("exercise")
+        trials("four_stage").field("hold_s", "max", "hold").group_by_time("1d").group_by("exercise")
     )
     d = (
         d.with_panel(
@@ -681,7 +672,14 @@ def patient_progress() -> dict[str, Any]:
             .span(8)
             .height(7)
         ),
-        [],
+        [
+            _annotation(
+                "Sessions",
+                "purple",
+                _scoped("session_summary").field("duration_s", alias="duration_s"),
+                "duration_s",
+            )
+        ],
     )
 
 
@@ -797,9 +795,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path.write_text(text, encoding="utf-8")
     if stale:
-        print(
-            f"out of date: {', '.join(stale)}; run python -m dashboards.build", file=sys.stderr
-        )
+        print(f"out of date: {', '.join(stale)}; run python -m dashboards.build", file=sys.stderr)
         return 1
     return 0
 

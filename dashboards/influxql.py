@@ -113,9 +113,7 @@ class Select:
         self._columns.append(_Column(name, fn, alias or name))
         return self
 
-    def field_sum(
-        self, name: str, other: str, sign: int, fn: Aggregate, alias: str
-    ) -> Self:
+    def field_sum(self, name: str, other: str, sign: int, fn: Aggregate, alias: str) -> Self:
         """``fn(name) + fn(other)`` (sign 1) or ``fn(name) - fn(other)`` (sign -1)."""
         kinds = self._fields()
         for n in (name, other):

@@ -80,7 +80,9 @@ def test_query_class_renders_influxql() -> None:
         'GROUP BY time($__interval), "condition" fill(none)'
     )
     inner = Select("sensor_status").field("silent_s", "last", "s").group_by("patient", "sensor")
-    outer = Select.over(inner).where_field("s", "<", 5.0).field("s", "count", "n").group_by("patient")
+    outer = (
+        Select.over(inner).where_field("s", "<", 5.0).field("s", "count", "n").group_by("patient")
+    )
     assert outer.render() == (
         'SELECT count("s") AS "n" FROM (SELECT last("silent_s") AS "s" FROM '
         '"derived"."sensor_status" WHERE $timeFilter GROUP BY "patient", "sensor") '
