@@ -11,6 +11,7 @@ degrees, accelerations in m/s² (the stored units).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -793,7 +794,7 @@ def render_alerts() -> str:
 def outputs(out: Path) -> dict[Path, Callable[[], str]]:
     """Every generated file and what makes it."""
     files: dict[Path, Callable[[], str]] = {
-        out / f"{name}.json": (lambda name=name: render(name)) for name in DASHBOARDS
+        out / f"{name}.json": functools.partial(render, name) for name in DASHBOARDS
     }
     files[out.parent / "provisioning" / "alerting" / "poise-alerts.yaml"] = render_alerts
     return files
