@@ -121,7 +121,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-ORDER = 60  # place in `poise --help`
+ORDER = 65  # place in `poise --help`
 
 
 def add_commands(sub: Any) -> None:

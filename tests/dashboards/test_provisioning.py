@@ -31,7 +31,7 @@ def test_datasource_is_the_one_the_dashboards_use() -> None:
     assert ds["jsonData"]["dbName"] == "poise"
     # credentials come from Grafana's environment, never from the file
     assert ds["user"].startswith("$")
-    assert ds["secureJsonData"]["password"].startswith("$")
+    assert ds["secureJsonData"]["password"] == "$__file{/run/secrets/reader_password}"
     assert ds["url"].startswith("$")
 
 
