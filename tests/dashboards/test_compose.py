@@ -29,8 +29,8 @@ def compose() -> dict:
 
 def _conf(path: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
         if line:
             key, _, value = line.partition(" ")
             out.setdefault(key, []).append(value.strip())
@@ -61,7 +61,7 @@ def test_images_are_pinned(compose: dict) -> None:
             assert svc["build"] == "."
             assert image == "poise:local"
             continue
-        repo, _, tag = image.partition(":")
+        _repo, _, tag = image.partition(":")
         assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned to a release"
 
 
@@ -77,7 +77,7 @@ def test_data_lives_in_named_volumes_and_bind_mounts_exist(compose: dict) -> Non
     named = set(compose["volumes"])
     for name, svc in compose["services"].items():
         for v in svc.get("volumes", []):
-            source, target = v.split(":")[:2]
+            source, _target = v.split(":")[:2]
             if source.startswith(("./", "${")):
                 assert v.endswith(":ro"), f"{name}: bind mount {v} must be read-only"
                 if source.startswith("./") and source != PENDING:
@@ -96,11 +96,13 @@ def test_no_anonymous_access_anywhere(compose: dict) -> None:
     assert compose["services"]["influxdb"]["environment"]["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
     broker = _conf(ROOT / "deploy" / "compose" / "mosquitto.conf")
     assert broker["allow_anonymous"] == ["false"]
-    assert broker["password_file"] and broker["acl_file"]
+    assert broker["password_file"]
+    assert broker["acl_file"]
     # the listener the host publishes (gateways) is TLS; the plain one is not published
     assert compose["services"]["mosquitto"]["ports"] == ["8883:8883"]
     assert broker["listener"] == ["1883", "8883"]
-    assert broker["certfile"] and broker["keyfile"]
+    assert broker["certfile"]
+    assert broker["keyfile"]
     published = {name for name, s in compose["services"].items() if s.get("ports")}
     assert published == {"mosquitto", "proxy"}  # console and Grafana only behind TLS
 
