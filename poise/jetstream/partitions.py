@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from poise.core.ids import check_id
 from poise.jetstream import layout
 
 log = logging.getLogger("poise.worker.partitions")
@@ -113,7 +114,7 @@ class PartitionOwner:
         params: OwnerParams | None = None,
     ) -> None:
         self.url = url
-        self.member = layout.check_id("worker", member)
+        self.member = check_id("worker", member)
         self.make_engine = make_engine
         self.p = params or OwnerParams()
         self.stats = OwnerStats()
@@ -189,6 +190,12 @@ class PartitionOwner:
                 except Exception:
                     continue
                 await self._acquire(k, rev)
+
+    async def _try_lease(self, k: int) -> int | None:
+        try:
+            return int(await self._kv[layout.KV_LEASES].create(f"p{k}", self.member.encode()))
+        except Exception:
+            return None
 
     async def _acquire(self, k: int, lease_rev: int) -> None:
         part = _Partition(k, self.make_engine(k), lease_rev)
