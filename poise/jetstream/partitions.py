@@ -185,11 +185,9 @@ class PartitionOwner:
                     break
                 if k in self.owned:
                     continue
-                try:
-                    rev = await leases.create(f"p{k}", self.member.encode())
-                except Exception:
-                    continue
-                await self._acquire(k, rev)
+                rev = await self._try_lease(k)
+                if rev is not None:
+                    await self._acquire(k, rev)
 
     async def _try_lease(self, k: int) -> int | None:
         try:
