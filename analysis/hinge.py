@@ -52,6 +52,8 @@ INCL_WEIGHT_RAD_S = 1.0
 VQF_PARAMS = {"tauAcc": 2.0, "biasSigmaInit": 2.0}
 # a refit reverses the pairing of the axes' signs only on this much contrary evidence
 PAIRING_FLIP_SCORE = 5.0
+LOSS = "soft_l1"
+F_SCALE = 0.05
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def fit_axes(
                     _from_tangent(j1, d[:2]), _from_tangent(j2, d[2:]), w1, w2, u1, u2
                 )
 
-            res = least_squares(fun, np.zeros(4), method="lm", x_scale=1.0)
+            res = least_squares(fun, np.zeros(4), method="trf", loss=LOSS, f_scale=F_SCALE)
             cost = float(res.cost)
             if best is None or cost < best[0] - 1e-12:
                 best = (cost, _from_tangent(j1, res.x[:2]), _from_tangent(j2, res.x[2:]), res)
@@ -192,6 +194,8 @@ class HingeAngle:
 
     params: HingeParams = field(default_factory=HingeParams)
     fit_: AxisFit | None = None
+    # the axis confidence in force for each angle the last update/finish returned
+    confidence_: Array = field(default_factory=lambda: np.empty(0), repr=False)
     _prox: Orientation = field(default_factory=lambda: Orientation(vqf_params=dict(VQF_PARAMS)))
     _dist: Orientation = field(default_factory=lambda: Orientation(vqf_params=dict(VQF_PARAMS)))
     _t0: float | None = field(default=None, repr=False)
@@ -235,6 +239,7 @@ class HingeAngle:
         rows = np.concatenate([gyr_p, gyr_d, u1, u2, acc_p, acc_d], axis=1)
         out_t: list[Array] = []
         out_a: list[Array] = []
+        out_c: list[Array] = []
         lo = 0
         n = len(time_s)
         while lo < n:
@@ -253,6 +258,7 @@ class HingeAngle:
             if self.fit_ is not None:
                 out_t.append(time_s[lo:hi])
                 out_a.append(self._angles(u1[lo:hi], u2[lo:hi]))
+                out_c.append(np.full(hi - lo, self.axis_confidence))
             else:
                 held = np.concatenate([time_s[lo:hi, None], u1[lo:hi], u2[lo:hi]], axis=1)
                 self._held = np.concatenate([self._held, held])
@@ -262,20 +268,25 @@ class HingeAngle:
                 if len(self._held):
                     out_t.append(self._held[:, 0])
                     out_a.append(self._angles(self._held[:, 1:4], self._held[:, 4:7]))
+                    out_c.append(np.full(len(self._held), self.axis_confidence))
                     self._held = np.empty((0, 7))
             lo = hi
         if not out_t:
+            self.confidence_ = np.empty(0)
             return np.empty(0), np.empty(0)
+        self.confidence_ = np.concatenate(out_c)
         return np.concatenate(out_t), np.concatenate(out_a)
 
     def finish(self) -> tuple[Array, Array]:
         """At the end: the angles of any held samples, from whatever motion there was."""
+        self.confidence_ = np.empty(0)
         if self.fit_ is not None or not len(self._held):
             return np.empty(0), np.empty(0)
         if len(self._evidence) < 10:
             return np.empty(0), np.empty(0)  # the joint never moved: no axis, no angle
         self._refit()
         t, a = self._held[:, 0], self._angles(self._held[:, 1:4], self._held[:, 4:7])
+        self.confidence_ = np.full(len(t), self.axis_confidence)
         self._held = np.empty((0, 7))
         return t, a
 
