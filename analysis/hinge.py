@@ -52,6 +52,8 @@ INCL_WEIGHT_RAD_S = 1.0
 VQF_PARAMS = {"tauAcc": 2.0, "biasSigmaInit": 2.0}
 # a refit reverses the pairing of the axes' signs only on this much contrary evidence
 PAIRING_FLIP_SCORE = 5.0
+# a refit reverses the flexion sign only when the movement seen is this one-sided the other way
+SIGN_FLIP_BALANCE = 0.5
 LOSS = "soft_l1"
 F_SCALE = 0.05
 
@@ -207,6 +209,10 @@ class HingeAngle:
     _next_fit_deg: float | None = field(default=None, repr=False)
     _n_motion: int = field(default=0, repr=False)  # evidence candidates so far
     _stride: int = field(default=1, repr=False)
+    # a thinned record of the poses held since neutral (up directions), for the flexion sign
+    _poses: Array = field(default_factory=lambda: np.empty((0, 6)), repr=False)
+    _n_poses: int = field(default=0, repr=False)
+    _pose_stride: int = field(default=1, repr=False)
     _evidence: Array = field(default_factory=lambda: np.empty((0, 18)), repr=False)
     _held: Array = field(default_factory=lambda: np.empty((0, 7)), repr=False)  # t, u1, u2
 
@@ -255,6 +261,7 @@ class HingeAngle:
             hi = lo + int(crossed[0]) + 1 if crossed.size else n
             self._seen_deg = float(seen[hi - lo - 1])
             self._add_evidence(rows[lo:hi][cand[lo:hi]])
+            self._add_poses(rows[lo:hi, 6:12][after[lo:hi]])
             if self.fit_ is not None:
                 out_t.append(time_s[lo:hi])
                 out_a.append(self._angles(u1[lo:hi], u2[lo:hi]))
@@ -290,6 +297,17 @@ class HingeAngle:
         self._held = np.empty((0, 7))
         return t, a
 
+    def _add_poses(self, rows: Array) -> None:
+        if not len(rows):
+            return
+        idx = self._n_poses + np.arange(len(rows))
+        self._n_poses += len(rows)
+        poses = np.concatenate([self._poses, rows[idx % self._pose_stride == 0]])
+        while len(poses) > self.params.max_evidence:
+            self._pose_stride *= 2
+            poses = poses[::2]
+        self._poses = poses
+
     def _add_evidence(self, rows: Array) -> None:
         if not len(rows):
             return
@@ -309,29 +327,31 @@ class HingeAngle:
             return
         prior = (self.fit_.j1, self.fit_.j2) if self.fit_ is not None else None
         fit = fit_axes(e[:, 0:3], e[:, 3:6], e[:, 6:9], e[:, 9:12], e[:, 12:15], e[:, 15:18], prior)
-        if prior is None:
-            # flexion positive: the first movement after neutral (or invert)
-            fit = self._orient_sign(fit)
         self.fit_ = fit
-        # zero at the neutral pose, with these axes
+        self._set_offset()
+        # flexion positive: a hinge joint moves mostly one way from its neutral pose (knee and
+        # elbow from extension into flexion), so the sign that makes the movement seen so far
+        # mostly positive is flexion (``invert`` for a joint that moves mostly the other way).
+        # A refit reverses the sign it inherited only on a clear majority.
+        poses = self._poses if len(self._poses) else e[:, 6:12]
+        ang = self._angles(poses[:, :3], poses[:, 3:])
+        if self.params.invert and prior is None:
+            ang = -ang
+        balance = float(np.sum(np.sign(ang) * ang**2) / max(float(np.sum(ang**2)), 1e-12))
+        if (prior is None and balance < 0) or balance < -SIGN_FLIP_BALANCE:
+            self.fit_ = AxisFit(-fit.j1, -fit.j2, fit.sd_deg, fit.confidence, fit.n_samples)
+            self._set_offset()
+
+    def _set_offset(self) -> None:
+        """Zero at the neutral pose, with the current axes."""
+        assert self.fit_ is not None
         if self._n_neutral:
             m = self._neutral_sum / self._n_neutral
             un1, un2 = m[None, :3], m[None, 3:]
         else:
-            un1, un2 = e[:1, 6:9], e[:1, 9:12]
-        self._offset_rad = float(azimuth_rad(un1, fit.j1)[0] - azimuth_rad(un2, fit.j2)[0])
-
-    def _orient_sign(self, fit: AxisFit) -> AxisFit:
-        held = self._held
-        sign = 1.0
-        if len(held):
-            raw = azimuth_rad(held[:, 1:4], fit.j1) - azimuth_rad(held[:, 4:7], fit.j2)
-            ang = np.angle(np.exp(1j * (raw - raw[0])))
-            if np.sum(np.sign(ang) * ang**2) < 0:
-                sign = -1.0
-        if self.params.invert:
-            sign = -sign
-        return AxisFit(sign * fit.j1, sign * fit.j2, fit.sd_deg, fit.confidence, fit.n_samples)
+            un1, un2 = self._evidence[:1, 6:9], self._evidence[:1, 9:12]
+        j1, j2 = self.fit_.j1, self.fit_.j2
+        self._offset_rad = float(azimuth_rad(un1, j1)[0] - azimuth_rad(un2, j2)[0])
 
     def _angles(self, u1: Array, u2: Array) -> Array:
         assert self.fit_ is not None
@@ -366,6 +386,9 @@ class HingeAngle:
                 "next_fit_deg": self._next_fit_deg,
                 "n_motion": self._n_motion,
                 "stride": self._stride,
+                "poses": self._poses,
+                "n_poses": self._n_poses,
+                "pose_stride": self._pose_stride,
                 "evidence": self._evidence,
                 "held": self._held,
             }
@@ -387,6 +410,8 @@ class HingeAngle:
         self._offset_rad, self._seen_deg = s["offset_rad"], s["seen_deg"]
         self._next_fit_deg, self._n_motion = s["next_fit_deg"], s["n_motion"]
         self._stride = s["stride"]
+        self._poses = s["poses"].reshape(-1, 6) if len(s["poses"]) else np.empty((0, 6))
+        self._n_poses, self._pose_stride = s["n_poses"], s["pose_stride"]
         self._evidence = s["evidence"].reshape(-1, 18) if len(s["evidence"]) else np.empty((0, 18))
         self._held = s["held"].reshape(-1, 7) if len(s["held"]) else np.empty((0, 7))
 
