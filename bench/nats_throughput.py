@@ -34,7 +34,7 @@ from poise.stack import Influx
 async def _fill(server: NatsServer, frames: list[tuple[str, wire.Frame]]) -> None:
     import nats
 
-    nc = await nats.connect(server.url, user="admin", password=server.passwords["admin"])
+    nc = await nats.connect(server.url, **server.connect_kwargs("admin"))
     js = nc.jetstream()
     for i in range(0, len(frames), 500):
         futs = [
@@ -48,7 +48,7 @@ async def _fill(server: NatsServer, frames: list[tuple[str, wire.Frame]]) -> Non
 async def _purge(server: NatsServer) -> None:
     import nats
 
-    nc = await nats.connect(server.url, user="admin", password=server.passwords["admin"])
+    nc = await nats.connect(server.url, **server.connect_kwargs("admin"))
     await nc.jetstream().purge_stream(layout.STREAM)
     await nc.close()
 
@@ -56,7 +56,7 @@ async def _purge(server: NatsServer) -> None:
 async def _waiting(server: NatsServer, durable: str) -> int:
     import nats
 
-    nc = await nats.connect(server.url, user="admin", password=server.passwords["admin"])
+    nc = await nats.connect(server.url, **server.connect_kwargs("admin"))
     try:
         info = await nc.jetstream().consumer_info(layout.STREAM, durable)
         return int(info.num_waiting or 0)
@@ -69,7 +69,7 @@ async def _waiting(server: NatsServer, durable: str) -> int:
 async def _drop_consumer(server: NatsServer, name: str) -> None:
     import nats
 
-    nc = await nats.connect(server.url, user="admin", password=server.passwords["admin"])
+    nc = await nats.connect(server.url, **server.connect_kwargs("admin"))
     with contextlib.suppress(Exception):
         await nc.jetstream().delete_consumer(layout.STREAM, name)
     await nc.close()
@@ -80,8 +80,8 @@ def nats_ingest_round(server: NatsServer, influx_url: str, influx: InfluxV1, pro
     frames = make_frames(n_samples, sensors, t0_ns, seed)
     asyncio.run(_purge(server))
     durable = f"bench-{seed}"
-    env = {**os.environ, "POISE_INGEST_MQTT_USER": "ingest",
-           "POISE_INGEST_MQTT_PASSWORD": server.passwords["ingest"]}
+    user, password = server.login("ingest")
+    env = {**os.environ, "POISE_INGEST_MQTT_USER": user, "POISE_INGEST_MQTT_PASSWORD": password}
     where = f"sensor =~ /^b{seed}-/"
     procs = [
         subprocess.Popen(
@@ -123,8 +123,7 @@ def main() -> dict[str, Any]:
         server.start()
         db.start()
         try:
-            ensure_stream(server.url, *server.credentials("admin"))
-            influx = InfluxV1(db.url, "poise")
+                        influx = InfluxV1(db.url, "poise")
             influx.ensure_schema()
             t0 = time.time_ns() - 3600 * 10**9
             ceiling_round(influx, 20_000, args.sensors, 999, t0)

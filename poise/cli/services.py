@@ -27,6 +27,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
                 tls=args.tls,
                 raw_retention=args.raw_retention,
                 derived_retention=args.derived_retention,
+                broker=args.broker,
             )
             try:
                 info = stack.start(detached=True).public()
@@ -48,6 +49,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
                     "env": state.get("env", {}),
                     "reused": True,
                 }
+                if state.get("nats_url"):
+                    info["nats"] = {"url": state["nats_url"]}
             print(json.dumps(info))
         elif args.action == "env":
             from poise.stack import STATE_FILE
@@ -145,6 +148,14 @@ def add_commands(sub: Any) -> None:
         action="append",
         help="site whose gateways may publish (repeat for more; default demo); the first is "
         "the gateway user in 'env'",
+    )
+    p.add_argument(
+        "--broker",
+        choices=["mosquitto", "nats"],
+        default="mosquitto",
+        help="mosquitto (one clinic) or nats: nats-server with JetStream, its MQTT listener "
+        "for gateways and frames partitioned by patient for scale-out (docs/deployment.md); "
+        "the printed JSON then has a 'nats' object with its url (default mosquitto)",
     )
     p.add_argument(
         "--tls",
