@@ -19,7 +19,7 @@ import numpy.typing as npt
 from analysis import intensity, joint, steadi, sway
 from poise.core import prescription as rx
 from poise.core.clinical import ROM_JOINTS, condition_tag, exercise_kind
-from poise.core.derived import SWAY_METRIC_FIELDS
+from poise.core.derived import MEASUREMENTS, SWAY_METRIC_FIELDS
 
 Array = npt.NDArray[np.float64]
 # the algorithm versions a trial summary depends on, by kind
@@ -86,13 +86,25 @@ class Point:
     tags: dict[str, str]
     fields: dict[str, Any]
 
+    def typed_fields(self) -> dict[str, Any]:
+        """The finite fields, each of the type its table says (an InfluxDB field keeps the
+        type it was first written with: 60 and 60.0 must not alternate)."""
+        m = MEASUREMENTS[self.measurement]
+        return {k: _typed(m.field(k).kind, v) for k, v in self.fields.items() if _finite(v)}
+
     def as_message(self) -> dict[str, Any]:
         return {
             "measurement": self.measurement,
             "t_ns": self.t_ns,
-            "tags": self.tags,
-            "fields": {k: v for k, v in self.fields.items() if _finite(v)},
+            "tags": dict(self.tags),
+            "fields": self.typed_fields(),
         }
+
+
+def _typed(kind: str, v: Any) -> Any:
+    if isinstance(v, bool) or kind in ("str", "bool"):
+        return bool(v) if kind == "bool" else v
+    return float(v) if kind == "float" else int(v) if kind == "int" else v
 
 
 def _finite(v: Any) -> bool:
@@ -197,6 +209,7 @@ def summarize_trial(
     reps_out: list[Point] = []
     alerts: list[Point] = []
     roles = trial_sensors(info, placements)
+    fields["sensors"] = ",".join(f"{r}={s}" for r, s in sorted(roles.items()))
     missing = [r for r in roles if r not in data or data[r].n < 40]
     if not roles or missing:
         flags.append("no_data")
@@ -274,7 +287,7 @@ def summarize_trial(
                 reps=erx.reps,
                 sets=erx.sets,
             )
-            for key in ("target_rom_deg", "reps"):
+            for key in ("target_rom_deg", "max_rom_deg", "reps"):
                 v = getattr(erx, key)
                 if v is not None:
                     fields["target_reps" if key == "reps" else key] = v
@@ -342,6 +355,7 @@ def summarize_session(
     trials: list[dict[str, Any]],
     intensity_samples: Samples | None,
     cut_placement: str = "lumbar",
+    intensity_sensor_id: str | None = None,
 ) -> Point:
     """The session summary: duration, intensity (from the intensity sensor's samples),
     adherence to the prescription, pain and fatigue. ``trials``: each finished trial's
@@ -357,6 +371,8 @@ def summarize_session(
             f[f"{z}_s"] = v
         for key in ("enmo_mean_mg", "mad_mean_mg", "enmo_peak_1min_mg", "load"):
             f[key] = summ[key]
+    if intensity_sensor_id:
+        f["intensity_sensor"] = intensity_sensor_id
     f["trials"] = len(trials)
     f["reps"] = sum(int(t.get("rep_count") or 0) for t in trials)
     if info.prescription is not None:
