@@ -214,3 +214,24 @@ def run_with_publisher(
             s.sensor_id, {**sensor_status(s, cfg.rate_hz, sim.profile.id), "online": False}
         )
     return sim, res
+
+
+async def virtual_world_for(config: Any, seed: int = 0, duration_s: float = 3600.0) -> Any:
+    """Virtual BLE peripherals for every sensor of a gateway config (``collect --virtual``):
+    each speaks its profile over bumble and measures a simulated patient at its placement."""
+    from collector.virtual_ble import VirtualSensor, VirtualWorld
+
+    world = VirtualWorld()
+    await world.start()
+    for i, spec in enumerate(config.sensors):
+        placement = spec.placement if spec.placement in PLACEMENTS else "lower_back"
+        trace = simulate_patient(np.random.default_rng(seed + i), duration_s)[placement]
+        await VirtualSensor(
+            world,
+            spec.profile,
+            spec.name or f"virtual-{spec.sensor_id}",
+            trace.acc,
+            trace.gyr,
+            address=spec.address,
+        ).start()
+    return world
