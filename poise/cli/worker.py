@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import UsageError, hostport, influx_auth, mqtt_credentials
+from poise.cli.common import UsageError, hostport, influx_auth, mqtt_ca, mqtt_credentials
 
 ORDER = 25  # place in `poise --help`, beside ingest
 
@@ -33,6 +33,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         service=ServiceParams(client_id=args.client_id),
         username=user,
         password=password,
+        tls_ca=mqtt_ca("worker"),
     )
     try:
         svc.start()

@@ -245,19 +245,27 @@ def summarize_trial(
         except ValueError:
             flags.append("unscorable")
         if kind == "four_stage":
-            stage = info.exercise.split("/", 1)[1]
-            end = (info.stop_ns - info.start_ns) / 1e9
+            # one stage per trial: held from the trial's start to its stop or to a loss of
+            # balance, whichever is first (steadi.four_stage's rule for one stage; the whole
+            # test's verdict needs the stages together)
+            fsp = steadi.FourStageParams(sway=sp)
+            end_s = (info.stop_ns - info.start_ns) / 1e9
             try:
-                fs = steadi.four_stage(t, s.acc, s.gyr, [steadi.Stage(stage, 0.0, end)])
-                st = fs["stages"][0]
-                fields["hold_s"] = float(st["hold_s"])
-                fields["passed"] = bool(st["passed"])
+                lob = sway.loss_of_balance(t, s.acc, s.gyr, sp.ap_axis, fsp.loss_of_balance)
             except ValueError:
                 flags.append("unscorable")
+            else:
+                period = float(np.median(np.diff(t)))
+                last = float(t[-1]) + period  # the last sample holds until the next is due
+                hold = max(0.0, min(end_s, lob) if lob is not None else min(end_s, last))
+                fields["hold_s"] = round(hold, 3)
+                # a stop pressed on the 10 s mark may land a sample period early
+                fields["passed"] = hold >= fsp.hold_s - period
     elif kind == "chair_stand":
         s = data["trunk"]
         try:
-            res_cs = steadi.chair_stand(s.time_s - t0, s.acc, s.gyr, start_s=0.0)
+            tt = s.time_s - t0  # the test runs from the trial's start (or its first sample)
+            res_cs = steadi.chair_stand(tt, s.acc, s.gyr, start_s=max(0.0, float(tt[0])))
             fields["stands"] = int(res_cs["stands"])
         except ValueError:
             flags.append("unscorable")

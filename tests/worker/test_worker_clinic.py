@@ -18,7 +18,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.publisher import Publisher
 from collector.spool import Spool
@@ -31,7 +30,7 @@ from poise.worker.service import run_job
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
-SITE = "c1"
+SITE = "clinic"  # a site with a gateway login on the test stack
 DAY_NS = 86_400 * 10**9
 
 
@@ -92,15 +91,22 @@ def test_clinic_session_with_a_worker_killed_mid_trial(stack, influx, tmp_path):
     ]
     influx.write(history, rp="derived")
 
-    ingest = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id="t-ingest")
+    ingest = Ingest(
+        info.mqtt_host, info.mqtt_port, influx, client_id="t-ingest", **stack.mqtt_kwargs("ingest")
+    )
     ingest.start()
     log = tmp_path / "worker.log"
     worker = _start_worker(info, tmp_path, log)
     pub = Publisher(
-        info.mqtt_host, info.mqtt_port, Spool(tmp_path / "spool.db"), site=SITE, gateway_id="gw1"
+        info.mqtt_host,
+        info.mqtt_port,
+        Spool(tmp_path / "spool.db"),
+        site=SITE,
+        gateway_id="gw1",
+        **stack.mqtt_kwargs("gateway", SITE),
     )
     pub.start()
-    events = mqtt.Client(CallbackAPIVersion.VERSION2)
+    events = stack.mqtt_client("console")
     events.connect(info.mqtt_host, info.mqtt_port)
     events.loop_start()
     sent: list[mqtt.MQTTMessageInfo] = []
