@@ -143,9 +143,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         pub.stop(drain_timeout_s=10 if pub.connected() else 0)
     unsent = pub.pending()
     print(
-        json.dumps(
-            {"sensors": status, "gateway": {"unsent_frames": unsent, **pub.stats.__dict__}}
-        )
+        json.dumps({"sensors": status, "gateway": {"unsent_frames": unsent, **pub.stats.__dict__}})
     )
     spool.close()
     if unsent:

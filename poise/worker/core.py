@@ -101,6 +101,7 @@ class _Trial:
     info: dict[str, Any]  # TrialInfo fields, stop_ns 0 while open
     roles: dict[str, str]  # role -> sensor
     baseline: tuple[float, float] | None = None
+    prescription: dict[str, Any] | None = None
     live: _Live = field(default_factory=_Live)
 
 
@@ -138,6 +139,9 @@ class WorkerCore:
         self.sessions: dict[tuple[str, str], _Session] = {}
         self.sensors: dict[tuple[str, str, str], _Sensor] = {}
         self.episodes: dict[str, dict[str, Any]] = {}  # key -> open alert episode
+        # stopped trials whose last samples may still be on their way (frames and events
+        # travel apart): their live scores go on until the data passes the stop
+        self.closing: dict[tuple[str, str], list[_Trial]] = {}
         self.seen: dict[str, None] = {}  # event ids, oldest first
         self.pending_jobs: list[dict[str, Any]] = []
         self.refused: Counter[str] = Counter()
@@ -214,7 +218,7 @@ class WorkerCore:
         assert e.trial is not None
         assert e.exercise is not None
         info = TrialInfo(s.id, e.trial, e.exercise, dict(e.condition), e.side, e.t_ns, 0)
-        t = _Trial(asdict(info), trial_sensors(info, s.placements))
+        t = _Trial(asdict(info), trial_sensors(info, s.placements), None, s.prescription)
         if info.kind in ("sway", "four_stage") and self.baseline is not None:
             t.baseline = self.baseline(
                 key[0], key[1], info.exercise, condition_tag(info.condition), info.start_ns
@@ -228,7 +232,7 @@ class WorkerCore:
             for chunk in list(st.ring):
                 part = chunk.between(e.t_ns / 1e9, np.inf)
                 if part.n:
-                    self._live_trial(key, s, role, part, st.period_ns, Output())
+                    self._live_trial(key, t, role, part, st.period_ns, Output())
 
     def _stop_trial(
         self, key: tuple[str, str], s: _Session, t_ns: int, aborted: bool, out: Output
@@ -237,8 +241,7 @@ class WorkerCore:
         t = s.trial
         t.info["stop_ns"] = max(t_ns, t.info["start_ns"] + 1)
         t.info["aborted"] = aborted
-        for ep_key in [k for k in self.episodes if k.startswith(f"{key[0]}/{key[1]}/trial/")]:
-            self._close_episode(ep_key, t.info["stop_ns"], out)
+        self.closing.setdefault(key, []).append(t)
         job = {
             "info": dict(t.info),
             "placements": [asdict(p) for p in s.placements],
@@ -368,6 +371,8 @@ class WorkerCore:
         while st.ring and st.ring[0].time_s[-1] < samples.time_s[-1] - self.p.ring_s:
             st.ring.popleft()
         self.counts["samples"] += samples.n
+        if key in self.closing:
+            self._feed_closing(key, frame, samples, out)
         # a sensor that streams again ends its silence
         self._close_episode(
             f"{site}/{patient}/sensor/{frame.sensor_id}/sensor_silent", st.last_ns, out
@@ -387,13 +392,48 @@ class WorkerCore:
                         (site, patient, self._intensity_point(s, s.intensity.record(r)))
                     )
         if s.trial is not None:
-            for role, sensor in s.trial.roles.items():
-                if sensor == frame.sensor_id:
-                    part = samples.between(s.trial.info["start_ns"] / 1e9, np.inf)
-                    if part.n:
-                        self._live_trial(key, s, role, part, frame.period_ns, out)
+            self._feed_trial(key, s.trial, frame, samples, np.inf, out)
         self._check_silent(key, s, st.last_ns, out)
         return out
+
+    def _feed_trial(
+        self,
+        key: tuple[str, str],
+        t: _Trial,
+        frame: wire.Frame,
+        samples: Samples,
+        stop_s: float,
+        out: Output,
+    ) -> None:
+        for role, sensor in t.roles.items():
+            if sensor == frame.sensor_id:
+                part = samples.between(t.info["start_ns"] / 1e9, stop_s)
+                if part.n:
+                    self._live_trial(key, t, role, part, frame.period_ns, out)
+
+    def _feed_closing(
+        self, key: tuple[str, str], frame: wire.Frame, samples: Samples, out: Output
+    ) -> None:
+        still = []
+        for t in self.closing.get(key, []):
+            stop_ns = t.info["stop_ns"]
+            self._feed_trial(key, t, frame, samples, stop_ns / 1e9, out)
+            lasts = [
+                self.sensors[(key[0], key[1], s)].last_ns
+                for s in t.roles.values()
+                if (key[0], key[1], s) in self.sensors
+            ]
+            newest = max(v.last_ns for k, v in self.sensors.items() if k[:2] == key)
+            if (lasts and min(lasts) >= stop_ns) or newest > stop_ns + self.p.silent_after_s * 1e9:
+                prefix = f"{key[0]}/{key[1]}/trial/{t.info['trial']}/"
+                for ep_key in [k for k in self.episodes if k.startswith(prefix)]:
+                    self._close_episode(ep_key, stop_ns, out)
+            else:
+                still.append(t)
+        if still:
+            self.closing[key] = still
+        else:
+            self.closing.pop(key, None)
 
     def _intensity_point(self, s: _Session, r: Any) -> Point:
         return Point(
@@ -433,14 +473,12 @@ class WorkerCore:
     def _live_trial(
         self,
         key: tuple[str, str],
-        s: _Session,
+        t: _Trial,
         role: str,
         part: Samples,
         period_ns: int,
         out: Output,
     ) -> None:
-        t = s.trial
-        assert t is not None
         info = t.info
         kind = exercise_kind(info["exercise"])
         tags = TrialInfo(**info).tags()
@@ -466,15 +504,13 @@ class WorkerCore:
                     fields["baseline_rms_m_s2"], fields["mdc_rms_m_s2"] = t.baseline
                 t_ns = round(t_s * 1e9)
                 out.points.append((key[0], key[1], Point("sway_live", t_ns, tags, fields)))
-                self._sway_alert(key, s, t_ns, metrics["rms"], out)
+                self._sway_alert(key, t, t_ns, metrics["rms"], out)
         elif role in ("proximal", "distal", "segment") and kind == "rom":
-            self._live_joint(key, s, role, part, out)
+            self._live_joint(key, t, role, part, out)
 
     def _sway_alert(
-        self, key: tuple[str, str], s: _Session, t_ns: int, rms: float, out: Output
+        self, key: tuple[str, str], t: _Trial, t_ns: int, rms: float, out: Output
     ) -> None:
-        t = s.trial
-        assert t is not None
         if t.baseline is None:
             return
         base, mdc = t.baseline
@@ -488,7 +524,7 @@ class WorkerCore:
                 rms,
                 base + mdc,
                 "m/s²",
-                {"session": s.id, "trial": t.info["trial"]},
+                {"session": t.info["session"], "trial": t.info["trial"]},
                 t.roles.get("trunk", ""),
                 {"baseline_rms_m_s2": base, "mdc_rms_m_s2": mdc, "window_s": self.p.sway_window_s},
                 sway.ALGORITHM_VERSION,
@@ -498,10 +534,8 @@ class WorkerCore:
             self._close_episode(ep_key, t_ns, out)
 
     def _live_joint(
-        self, key: tuple[str, str], s: _Session, role: str, part: Samples, out: Output
+        self, key: tuple[str, str], t: _Trial, role: str, part: Samples, out: Output
     ) -> None:
-        t = s.trial
-        assert t is not None
         live = t.live
         info = t.info
         t0 = info["start_ns"] / 1e9
@@ -536,8 +570,8 @@ class WorkerCore:
             return
         live.reps.update(ta, ang)
         erx = None
-        if s.prescription is not None:
-            erx = rx.from_dict(s.prescription).find(info["exercise"], info["side"])
+        if t.prescription is not None:
+            erx = rx.from_dict(t.prescription).find(info["exercise"], info["side"])
         tags = {**TrialInfo(**info).tags(), "joint": ROM_JOINTS[info["exercise"]][0]}
         step = 1.0 / self.p.joint_live_hz
         for tt, a in zip(ta.tolist(), ang.tolist(), strict=True):
@@ -624,13 +658,7 @@ class WorkerCore:
                     "prescription": s.prescription,
                     "pain": s.pain,
                     "fatigue": s.fatigue,
-                    "trial": None
-                    if s.trial is None
-                    else {
-                        "info": s.trial.info,
-                        "roles": s.trial.roles,
-                        "baseline": s.trial.baseline,
-                    },
+                    "trial": None if s.trial is None else _trial_state(s.trial),
                 }
                 for k, s in self.sessions.items()
             ],
@@ -639,6 +667,10 @@ class WorkerCore:
                 for k, v in self.sensors.items()
             ],
             "episodes": self.episodes,
+            "closing": [
+                {"site": k[0], "patient": k[1], "trials": [_trial_state(t) for t in ts]}
+                for k, ts in self.closing.items()
+            ],
             "seen": list(self.seen),
             "pending_jobs": self.pending_jobs,
             "refused": dict(self.refused),
@@ -659,10 +691,7 @@ class WorkerCore:
             if pick is not None:
                 s.intensity_sensor, s.intensity_cut = pick
             if d["trial"] is not None:
-                b = d["trial"]["baseline"]
-                s.trial = _Trial(
-                    d["trial"]["info"], d["trial"]["roles"], None if b is None else (b[0], b[1])
-                )
+                s.trial = _trial_from(d["trial"])
             self.sessions[(d["site"], d["patient"])] = s
         self.sensors = {}
         for d in state["sensors"]:
@@ -670,12 +699,30 @@ class WorkerCore:
                 d["last_end_seq"], d["last_ns"]
             )
         self.episodes = dict(state["episodes"])
+        self.closing = {
+            (c["site"], c["patient"]): [_trial_from(t) for t in c["trials"]]
+            for c in state.get("closing", [])
+        }
         self.seen = dict.fromkeys(state["seen"])
         self.pending_jobs = list(state["pending_jobs"])
         self.refused = Counter(state.get("refused", {}))
 
     def jobs(self) -> list[Job]:
         return [Job(**j) for j in self.pending_jobs]
+
+
+def _trial_state(t: _Trial) -> dict[str, Any]:
+    return {
+        "info": t.info,
+        "roles": t.roles,
+        "baseline": t.baseline,
+        "prescription": t.prescription,
+    }
+
+
+def _trial_from(d: dict[str, Any]) -> _Trial:
+    b = d["baseline"]
+    return _Trial(d["info"], d["roles"], None if b is None else (b[0], b[1]), d.get("prescription"))
 
 
 def _cat(parts: list[Samples]) -> Samples:

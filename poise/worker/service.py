@@ -33,9 +33,11 @@ from poise.core import derived, topics, wire
 from poise.core import prescription as rx
 from poise.core.ids import check_id
 from poise.core.influx import DERIVED_RP, InfluxError, InfluxV1, point_line
+from poise.core.tls import configure_mqtt
 from poise.worker import rawdata
 from poise.worker.core import Job, Output, WorkerCore, WorkerParams
 from poise.worker.trials import (
+    KIND_VERSIONS,
     Placement,
     Point,
     SessionInfo,
@@ -70,7 +72,8 @@ class ServiceStats:
 
 
 def point_text(site: str, patient: str, p: Point) -> str:
-    return point_line(p.measurement, {"site": site, "patient": patient, **p.tags}, p.fields, p.t_ns)
+    tags = {"site": site, "patient": patient, **p.tags}
+    return point_line(p.measurement, tags, p.typed_fields(), p.t_ns)
 
 
 class WorkerService:
@@ -85,6 +88,7 @@ class WorkerService:
         service: ServiceParams | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.sp = service or ServiceParams()
         self.influx = influx
@@ -109,6 +113,7 @@ class WorkerService:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        configure_mqtt(self._client, tls_ca)  # TLS when a CA file (or "system") is given
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -406,15 +411,19 @@ def run_job(
     series = influx.query(
         f'SELECT "rep_count","kind" FROM "{DERIVED_RP}"."trial_summary" WHERE '
         f"site='{check_id('site', job.site)}' AND patient='{check_id('patient', job.patient)}' "
-        f"AND session='{check_id('session', d['session'])}' GROUP BY exercise, side, trial"
+        f"AND session='{check_id('session', d['session'])}' "
+        "GROUP BY exercise, side, trial, algorithm_version"
     )
-    trials = []
+    by_trial: dict[str, dict[str, Any]] = {}
     for s in series:
         tags = s.get("tags", {})
         for row in s.get("values", []):
-            trials.append(
-                {"exercise": tags.get("exercise"), "side": tags.get("side"), "rep_count": row[1]}
-            )
+            t = {"exercise": tags.get("exercise"), "side": tags.get("side"), "rep_count": row[1]}
+            # one per trial: the current algorithm version's when there are several
+            current = KIND_VERSIONS.get(str(row[2])) == tags.get("algorithm_version")
+            if tags.get("trial") not in by_trial or current:
+                by_trial[str(tags.get("trial"))] = t
+    trials = list(by_trial.values())
     samples = None
     if d["intensity_sensor"]:
         rawdata.wait_stored(
@@ -437,4 +446,5 @@ def run_job(
         list(d["pain"]),
         list(d["fatigue"]),
     )
-    return [summarize_session(sinfo, trials, samples, d["intensity_cut"])], []
+    point = summarize_session(sinfo, trials, samples, d["intensity_cut"], d["intensity_sensor"])
+    return [point], []
