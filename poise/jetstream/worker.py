@@ -50,6 +50,11 @@ class WorkerEngine:
         self._lines: list[str] = []
         self._messages: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.summaries = 0
+        self._closing = False
+
+    def close(self) -> None:
+        """The worker is stopping: a summary cut short stays pending in the checkpoint."""
+        self._closing = True
 
     # --- the partition's messages ---
     def handle(self, routed: layout.Routed, payload: bytes) -> None:
@@ -113,8 +118,12 @@ class WorkerEngine:
     def _run_job(self, job: Job) -> None:
         try:
             points, alerts = run_job(self.influx, job, self.sp)
-        except Exception:
-            log.exception("a %s summary failed; it stays pending in the checkpoint", job.kind)
+        except Exception as exc:
+            if self._closing:
+                log.info("stopping: the %s summary stays pending for the next owner", job.kind)
+                return
+            log.exception("a %s summary failed; it stays pending in the checkpoint (%s)",
+                          job.kind, exc)
             return
         self.influx.write([point_text(job.site, job.patient, p) for p in points + alerts],
                           rp=DERIVED_RP)
@@ -145,14 +154,19 @@ class WorkerEngine:
 
 def run_worker(url: str, member: str, influx: InfluxV1, *, user: str | None,
                password: str | None, params: WorkerParams | None = None,
-               owner_params: Any = None, job_threads: int = 2) -> dict[str, Any]:
+               owner_params: Any = None, job_threads: int = 1) -> dict[str, Any]:
     """``poise worker --nats URL``: own partitions until SIGINT/SIGTERM."""
     from poise.jetstream.partitions import OwnerParams, PartitionOwner, run_forever
 
-    pool = ThreadPoolExecutor(job_threads, thread_name_prefix="poise-worker-jobs")
+    del job_threads
     engines: list[WorkerEngine] = []
+    pools: list[ThreadPoolExecutor] = []
 
-    def make(_k: int, publish: Publish) -> WorkerEngine:
+    def make(k: int, publish: Publish) -> WorkerEngine:
+        # one summary thread per partition: a session's summary counts its trials'
+        # summaries, so a partition's jobs run in the order they were made
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"poise-worker-p{k}")
+        pools.append(pool)
         engine = WorkerEngine(influx, publish, pool, params)
         engines.append(engine)
         return engine
@@ -162,6 +176,9 @@ def run_worker(url: str, member: str, influx: InfluxV1, *, user: str | None,
     try:
         stats = run_forever(owner)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for engine in engines:
+            engine.close()
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
     stats["summaries"] = sum(e.summaries for e in engines)
     return stats

@@ -58,7 +58,7 @@ class ServiceParams:
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 65535
     flush_s: float = 0.2  # live points are written at least this often
-    wait_stored_s: float = 30.0  # how long a summary waits for the ingest to catch up
+    wait_stored_s: float = 90.0  # how long a summary waits for the ingest to catch up
     settle_s: float = 3.0
 
 
@@ -389,7 +389,11 @@ def run_job(
         info = TrialInfo(**d["info"])
         places = [Placement(**p) for p in d["placements"]]
         roles = trial_sensors(info, places)
-        rawdata.wait_stored(
+        seen = {
+            sensor: (info.start_ns, info.stop_ns, int(n))
+            for sensor, n in d.get("seen_samples", {}).items()
+        }
+        complete = rawdata.wait_stored(
             influx,
             job.site,
             job.patient,
@@ -397,7 +401,14 @@ def run_job(
             info.stop_ns,
             timeout_s=sp.wait_stored_s,
             settle_s=sp.settle_s,
+            seen=seen,
         )
+        if not complete and seen:
+            log.warning(
+                "trial %s: InfluxDB still lacks samples the worker saw; summarised from what "
+                "is stored and flagged incomplete_data",
+                info.trial,
+            )
         data = {
             role: rawdata.read_samples(
                 influx, job.site, job.patient, sensor, info.start_ns, info.stop_ns
@@ -406,6 +417,9 @@ def run_job(
         }
         presc = None if d["prescription"] is None else rx.from_dict(d["prescription"])
         summary, reps, alerts = summarize_trial(info, data, places, presc, d["ap_axis"])
+        if not complete and seen:
+            flags = [f for f in str(summary.fields.get("flags", "")).split(",") if f]
+            summary.fields["flags"] = ",".join([*flags, "incomplete_data"])
         return [summary, *reps], alerts
     # a session: its trials' summaries are in InfluxDB already (jobs run in order)
     series = influx.query(

@@ -135,7 +135,6 @@ def test_malformed_frame_is_counted_dead_lettered_and_the_rest_stored(nats_serve
             await js.publish(layout.raw_subject("clinic", "p01", "s1"), _frame("s1", seq, t0))
         from poise.jetstream.ingest import NatsIngest
 
-        info = stack.info()
         client = stack.influx_client("ingest")
         ing = NatsIngest(nats_server.url, client,
                          **nats_server.connect_kwargs("ingest"))
