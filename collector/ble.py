@@ -140,7 +140,12 @@ def load_gateway_config(path: Path | str) -> GatewayConfig:
 
     def ident(table: dict[str, Any], key: str, where: str) -> str:
         value = need(table, key, str, where, "a pseudonymous id [A-Za-z0-9_-]{1,64}")
-        problem = id_problem(f"{where}{key}", value)
+        if not topics.ID_RE.fullmatch(value):
+            raise ConfigError(
+                f"{path.name}: field '{where}{key}': expected a pseudonymous id "
+                f"[A-Za-z0-9_-]{{1,64}} (never a name), found {value!r}"
+            )
+        problem = id_problem(f"{where}{key}", value)  # the name-and-date rule
         if problem is not None:
             raise ConfigError(f"{path.name}: field '{where}{key}': {problem}")
         return str(value)
