@@ -12,7 +12,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import hostport, influx_auth, mqtt_ca, mqtt_credentials, positive
+from poise.cli.common import (
+    fail,
+    hostport,
+    influx_auth,
+    mqtt_ca,
+    mqtt_credentials,
+    positive,
+)
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -71,7 +78,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from poise.core.influx import InfluxV1
+    from poise.core.influx import InfluxError, InfluxV1
     from poise.ingest import Ingest, IngestParams
 
     host, port = args.mqtt
@@ -91,7 +98,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         tls_ca=mqtt_ca("ingest"),
     )
     log = logging.getLogger("poise.ingest")
-    ingest.start()
+    try:
+        ingest.start()
+    except InfluxError as exc:  # refused for good: wrong login, missing rights or database
+        return fail("ingest", str(exc), 2)
     log.info(
         "ingesting %s from %s:%d into %s database %s",
         ingest.subscription,
