@@ -85,7 +85,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     user, password = mqtt_credentials("ingest")
     influx = InfluxV1(args.influx, args.database, influx_auth("ingest"))
     params = IngestParams(
-        batch_samples=args.batch_samples, group=args.group, session_expiry_s=args.session_expiry_s
+        batch_samples=args.batch_samples,
+        group=args.group,
+        session_expiry_s=args.session_expiry_s,
+        raw_retention=args.raw_retention,
+        derived_retention=args.derived_retention,
     )
     ingest = Ingest(
         host,
@@ -193,5 +197,16 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--stats-every-s", type=positive, default=30.0, help="log counters this often (default 30)"
+    )
+    p.add_argument(
+        "--raw-retention",
+        default="30d",
+        help="retention of raw samples if the ingest creates the database (default 30d); an "
+        "existing retention policy is never changed",
+    )
+    p.add_argument(
+        "--derived-retention",
+        default="INF",
+        help="retention of derived metrics if created (default INF: kept)",
     )
     p.set_defaults(func=cmd_ingest)

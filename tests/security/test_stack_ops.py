@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from poise.core.influx import Auth, InfluxError, InfluxV1, _major
+from poise.core.influx import Auth, InfluxError, InfluxV1, major_version
 from poise.stack import _alive
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_stack_up_twice_reuses_it_and_down_stops_all(tmp_path: Path):
 
 def test_schema_is_created_only_where_missing_and_retention_is_left_alone(stack):
     with stack.influx_client("admin") as admin:
-        assert _major(admin.server_version()) == 1
+        assert major_version(admin.server_version()) == 1
         assert admin.ensure_schema() == []  # the stack made everything
         admin.query('ALTER RETENTION POLICY raw ON "poise" DURATION 7d')  # the operator's
         admin.query('DROP RETENTION POLICY derived ON "poise"')
@@ -150,8 +150,8 @@ def test_no_schema_statement_is_sent_to_influxdb_2_or_3(version):
 
 
 def test_version_strings():
-    assert _major("1.6.7~rc0") == 1
-    assert _major("v2.7.10") == 2
-    assert _major("3.0.1") == 3
-    assert _major(None) is None
-    assert _major("unknown") is None
+    assert major_version("1.6.7~rc0") == 1
+    assert major_version("v2.7.10") == 2
+    assert major_version("3.0.1") == 3
+    assert major_version(None) is None
+    assert major_version("unknown") is None
