@@ -158,7 +158,9 @@ def test_collect_virtual_runs_the_example_gateway_config(tmp_path: Path):
     finally:
         run("stack", "down", "--dir", str(tmp_path / "stack"))
     assert res.returncode == 0, res.stderr[-2000:]
-    status = json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["gateway"]["unsent_frames"] == 0
+    status = out["sensors"]
     assert set(status) == {"s-0001", "s-0002", "s-0003"}
     for sensor in status.values():
         assert sensor["samples"] > 100

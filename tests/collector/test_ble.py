@@ -275,7 +275,7 @@ rate_hz = 100
         (good.replace('name = "WT901BLE67"', ""), "expected an address or a name"),
         (
             good.replace("port = 1883", 'port = "x"'),
-            "field 'mqtt.port': expected a port, found 'x'",
+            "field 'mqtt.port': expected a port from 1 to 65535, found 'x'",
         ),
     ]:
         path.write_text(bad)
