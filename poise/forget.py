@@ -10,6 +10,8 @@ and 3.x delete through their own API and tools (docs/security.md says how).
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 from poise.core.ids import ID_PATTERN, ID_RE
@@ -88,16 +90,30 @@ def forget_influx(
     return report
 
 
-def forget_clinical(patient: str, site: str | None, *, dry_run: bool = False) -> dict[str, Any]:
-    """The console's clinical records, through ``poise.console.records.forget_patient`` when
-    the console is installed here; otherwise says there is no such store."""
+def forget_clinical(
+    patient: str,
+    site: str | None,
+    data_dir: Path | None,
+    db_url: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """The console's clinical records of the patient, through
+    ``poise.console.records.forget_patient(db, patient, ...)`` on the console's store (its
+    records folder, or ``POISE_CONSOLE_DB_URL``). Without a store given nothing is touched
+    and the report says so."""
+    if data_dir is None and db_url is None:
+        return {"store": None, "note": "no console store given (--console-data): not touched"}
     try:
-        from poise.console import records  # type: ignore[import-not-found,unused-ignore]
+        from poise.console import records
+        from poise.console.db import open_db
     except ImportError:
-        return {"store": None, "note": "no clinical record store in this installation"}
-    import inspect
-
-    fn = records.forget_patient
+        raise ForgetError(
+            "the console is not installed here (pip install 'poise[console]')"
+        ) from None
+    fn = getattr(records, "forget_patient", None)
+    if fn is None:
+        raise ForgetError("this console version cannot erase records (no forget_patient)")
     params = inspect.signature(fn).parameters
     kwargs: dict[str, Any] = {}
     if "site" in params:
@@ -105,6 +121,10 @@ def forget_clinical(patient: str, site: str | None, *, dry_run: bool = False) ->
     if "dry_run" in params:
         kwargs["dry_run"] = dry_run
     elif dry_run:
-        return {"store": "console", "note": "not counted (the store has no dry run)"}
-    result = fn(patient, **kwargs)
+        return {"store": "console", "note": "not counted: the store has no dry run"}
+    maker = open_db(data_dir or Path("."), db_url)
+    with maker() as db:
+        result = fn(db, patient, **kwargs)
+        if not dry_run:
+            db.commit()
     return {"store": "console", "result": result}
