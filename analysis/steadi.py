@@ -336,9 +336,7 @@ def chair_stand(
     if age_years is not None and sex is not None:
         norm = chair_stand_norm(age_years, sex)
         out["norm_below"] = norm
-        if norm is None:
-            flags["below_norm"] = False
-        elif out["stands"] >= norm:
+        if norm is None or out["stands"] >= norm:
             flags["below_norm"] = False
         else:  # a recording that ends early may have missed stands: no verdict
             flags["below_norm"] = None if short else True
@@ -410,6 +408,45 @@ def fit_turn(time_s: Array, heading_rad: Array, start_s: float, end_s: float) ->
     return Turn(t0, t0 + dur, float(coef[2]))
 
 
+def find_turns(
+    time_s: Array,
+    yaw_rate_rad_s: Array,
+    params: TugParams | None = None,
+    lo: int = 0,
+    hi: int | None = None,
+) -> list[Turn]:
+    """Turns within samples [lo, hi]: a yaw rate above ``turn_rate_rad_s`` turning at least
+    ``min_turn_rad`` in all, its edges first guessed where the rate falls to
+    ``turn_edge_fraction`` of its peak, then fitted as a minimum-jerk heading change."""
+    p = params or TugParams()
+    t = time_s
+    hi = len(t) - 1 if hi is None else hi
+    rate = np.abs(yaw_rate_rad_s)
+    heading = integrate.cumulative_trapezoid(yaw_rate_rad_s, time_s, initial=0.0)
+    guesses: list[tuple[int, int]] = []
+    inside = np.zeros(len(t), bool)
+    inside[lo : hi + 1] = True
+    for seg_a, seg_b in _segments((rate > p.turn_rate_rad_s) & inside):
+        low = p.turn_edge_fraction * float(rate[seg_a:seg_b].max())
+        a, b = seg_a, seg_b
+        while a > 0 and rate[a - 1] > low:
+            a -= 1
+        while b < len(rate) and rate[b] > low:
+            b += 1
+        angle = abs(float(heading[min(b, len(t) - 1)] - heading[a]))
+        if angle >= p.min_turn_rad and not (guesses and a <= guesses[-1][1]):
+            guesses.append((a, b))
+    turns: list[Turn] = []
+    for i, (a, b) in enumerate(guesses):
+        # fit over the turn and as long again either side, short of the neighbouring turns
+        span = b - a
+        f_lo = max(lo, a - span, guesses[i - 1][1] if i else 0)
+        f_hi = min(hi + 1, b + span, guesses[i + 1][0] if i + 1 < len(guesses) else len(t))
+        turn = fit_turn(t[f_lo:f_hi], heading[f_lo:f_hi], float(t[a]), float(t[min(b, len(t) - 1)]))
+        turns.append(Turn(max(turn.start_s, float(t[f_lo])), turn.end_s, turn.angle_rad))
+    return turns
+
+
 def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) -> dict[str, Any]:
     p = params or TugParams()
     m = trunk_motion(time_s, acc, gyr, p.vertical)
@@ -436,28 +473,7 @@ def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) 
     end = min(end, len(time_s) - 1)
     v = m.vertical_velocity_m_s
     t = time_s
-    # turns: sustained yaw rate, at least min_turn_rad in all
-    rate = np.abs(m.yaw_rate_rad_s)
-    heading = integrate.cumulative_trapezoid(m.yaw_rate_rad_s, time_s, initial=0.0)
-    guesses: list[tuple[int, int]] = []
-    for seg_a, seg_b in _segments(rate > p.turn_rate_rad_s):
-        low = p.turn_edge_fraction * float(rate[seg_a:seg_b].max())
-        a, b = seg_a, seg_b
-        while a > 0 and rate[a - 1] > low:
-            a -= 1
-        while b < len(rate) and rate[b] > low:
-            b += 1
-        angle = abs(float(heading[min(b, len(t) - 1)] - heading[a]))
-        if angle >= p.min_turn_rad and not (guesses and a <= guesses[-1][1]):
-            guesses.append((a, b))
-    turns: list[Turn] = []
-    for i, (a, b) in enumerate(guesses):
-        # fit over the turn and as long again either side, short of the neighbouring turns
-        span = b - a
-        lo = max(onset, a - span, guesses[i - 1][1] if i else 0)
-        hi = min(end + 1, b + span, guesses[i + 1][0] if i + 1 < len(guesses) else len(t))
-        turn = fit_turn(t[lo:hi], heading[lo:hi], float(t[a]), float(t[min(b, len(t) - 1)]))
-        turns.append(Turn(max(turn.start_s, float(t[lo])), turn.end_s, turn.angle_rad))
+    turns = find_turns(t, m.yaw_rate_rad_s, p, onset, end)
     duration = float(t[end] - t[onset])
     out: dict[str, Any] = {
         "test": "tug",
