@@ -98,6 +98,56 @@ def check_stages(stages: list[Stage]) -> None:
             raise ValueError(f"stage {b.name} starts before {a.name} ends")
 
 
+def score_stage(
+    time_s: Array,
+    acc: Array,
+    gyr: Array | None,
+    stage: Stage,
+    params: FourStageParams | None = None,
+) -> dict[str, Any]:
+    """One stance of the test on its own: hold time, pass (held ``hold_s``), the first loss
+    of balance and the sway over the held part, with the stance as its condition. The
+    worker scores each stage trial with this; ``four_stage`` adds the test's verdict."""
+    p = params or FourStageParams()
+    if stage.name not in FOUR_STAGES:
+        raise ValueError(f"stage {stage.name!r} is not one of {', '.join(FOUR_STAGES)}")
+    sel = (time_s >= stage.start_s) & (time_s < stage.end_s)
+    t, a = time_s[sel], acc[sel]
+    g = None if gyr is None else gyr[sel]
+    if len(t) < 10:
+        raise ValueError(
+            f"stage {stage.name}: no data between {stage.start_s:g} and {stage.end_s:g} s"
+        )
+    lob = loss_of_balance(t, a, g, p.sway.ap_axis, p.loss_of_balance)
+    end = (
+        min(stage.end_s, lob) if lob is not None else min(stage.end_s, float(t[-1]) + (t[1] - t[0]))
+    )
+    hold = end - stage.start_s
+    held = t < end
+    sway = None
+    sway_quality = None
+    if held.sum() > max(30, 3 * (2 * p.sway.filter_order + 1)):
+        res = analyze_trial(
+            t[held],
+            a[held],
+            None if g is None else g[held],
+            p.sway,
+            condition={"stance": stage.name},
+        )
+        sway = res.metrics
+        sway_quality = res.quality.as_dict()
+    return {
+        "stage": stage.name,
+        "attempted": True,
+        "hold_s": round(hold, 3),
+        "passed": hold >= p.hold_s - 1e-9,
+        "loss_of_balance_s": None if lob is None else round(lob - stage.start_s, 3),
+        "sway": sway,
+        "sway_quality": sway_quality,
+        "condition": {"stance": stage.name},
+    }
+
+
 def four_stage(
     time_s: Array,
     acc: Array,
@@ -107,10 +157,29 @@ def four_stage(
 ) -> dict[str, Any]:
     """Hold time, pass/fail and sway per stage, and the tandem verdict.
 
-    The verdict needs the test to have been run as far as the tandem stance or to a failure
-    before it: a list of stages that all passed but stops before tandem was not a complete
-    test and gets no verdict (``ValueError``), as do stages out of order or repeated."""
+    Several stages are one run of the test: they must come in the test's order from feet
+    together, each once, and reach the tandem stance or a failure before it; otherwise
+    ``ValueError`` (a test not run as the test is gets no verdict). A single stage is scored
+    alone (as the worker scores one stage trial): its verdict is known only when it is the
+    tandem stance, or an easier stance that failed; else ``tandem_under_10s`` is None."""
     p = params or FourStageParams()
+    if len(stages) == 1:
+        st = stages[0]
+        if not st.end_s > st.start_s:
+            raise ValueError(f"stage {st.name}: its end ({st.end_s:g} s) is not after its start")
+        r = score_stage(time_s, acc, gyr, st, p)
+        if st.name == "tandem":
+            verdict: bool | None = not r["passed"]
+        elif FOUR_STAGES.index(st.name) < FOUR_STAGES.index("tandem") and not r["passed"]:
+            verdict = True
+        else:
+            verdict = None
+        return {
+            "test": "steadi_4stage",
+            "stages": [r],
+            "flags": {"tandem_under_10s": verdict},
+            "algorithm_version": ALGORITHM_VERSION,
+        }
     check_stages(stages)
     results: list[dict[str, Any]] = []
     failed = False
@@ -118,42 +187,8 @@ def four_stage(
         if failed:
             results.append({"stage": st.name, "attempted": False})
             continue
-        sel = (time_s >= st.start_s) & (time_s < st.end_s)
-        t, a = time_s[sel], acc[sel]
-        g = None if gyr is None else gyr[sel]
-        if len(t) < 10:
-            raise ValueError(f"stage {st.name}: no data between {st.start_s:g} and {st.end_s:g} s")
-        lob = loss_of_balance(t, a, g, p.sway.ap_axis, p.loss_of_balance)
-        end = min(st.end_s, lob) if lob is not None else min(st.end_s, float(t[-1]) + (t[1] - t[0]))
-        hold = end - st.start_s
-        passed = hold >= p.hold_s - 1e-9
-        held = t < end
-        sway = None
-        sway_quality = None
-        min_len = 3 * (2 * p.sway.filter_order + 1)
-        if held.sum() > max(30, min_len):
-            res = analyze_trial(
-                t[held],
-                a[held],
-                None if g is None else g[held],
-                p.sway,
-                condition={"stance": st.name},
-            )
-            sway = res.metrics
-            sway_quality = res.quality.as_dict()
-        results.append(
-            {
-                "stage": st.name,
-                "attempted": True,
-                "hold_s": round(hold, 3),
-                "passed": passed,
-                "loss_of_balance_s": None if lob is None else round(lob - st.start_s, 3),
-                "sway": sway,
-                "sway_quality": sway_quality,
-                "condition": {"stance": st.name},
-            }
-        )
-        failed = not passed
+        results.append(score_stage(time_s, acc, gyr, st, p))
+        failed = not results[-1]["passed"]
     names = [r["stage"] for r in results]
     tandem_at = FOUR_STAGES.index("tandem")
     if "tandem" not in names and not failed:
