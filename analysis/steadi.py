@@ -335,7 +335,8 @@ def chair_stand(
     reached after the end, and its height at the end is past ``halfway`` of that rise."""
     p = params or ChairStandParams()
     t0 = float(time_s[0]) if start_s is None else start_s
-    if not time_s[0] - 1e-9 <= t0 < time_s[-1]:
+    # the test may start a little before the first sample (a trial event, then the data)
+    if not time_s[0] - p.test_s < t0 < time_s[-1]:
         raise ValueError(
             f"the start time {t0 - float(time_s[0]):.4g} s is outside the recording "
             f"(0-{float(time_s[-1] - time_s[0]):.4g} s)"
