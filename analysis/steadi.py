@@ -29,7 +29,7 @@ from analysis.sway import LossOfBalanceParams, SwayParams, analyze_trial, loss_o
 from poise.core.channels import G
 
 Array = npt.NDArray[np.float64]
-ALGORITHM_VERSION = "steadi-1.0"
+ALGORITHM_VERSION = "steadi-1.1"
 FOUR_STAGES = ("feet_together", "semi_tandem", "tandem", "single_leg")
 
 # 30-Second Chair Stand: below-average scores are below these (CDC STEADI, Rikli & Jones).
