@@ -73,7 +73,15 @@ class SimResult:
 
 
 class Simulation:
-    def __init__(self, cfg: SimConfig) -> None:
+    def __init__(
+        self,
+        cfg: SimConfig,
+        traces: dict[str, dict[str, SensorTrace]] | None = None,
+        silent_s: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        """``traces`` (patient -> placement -> trace) replace the default activity cycle
+        (poise.clinic scripts them); ``silent_s`` (sensor -> (from, to) s) drops a sensor's
+        notifications in that span, as a sensor out of range would."""
         self.cfg = cfg
         self.profile = profiles.get(cfg.profile)
         if self.profile.id != "witmotion-wt901ble":
@@ -82,10 +90,12 @@ class Simulation:
         self.traces: dict[str, dict[str, SensorTrace]] = {}
         self.sensors: dict[str, SensorState] = {}
         self._streams: list[Iterator[tuple[float, str, bytes]]] = []
-        for pid in cfg.patient_ids():
+        for pid in traces or cfg.patient_ids():
             topics.check_id("patient", pid)
-            self.traces[pid] = simulate_patient(rng, cfg.duration_s, cfg.rate_hz)
-            for placement in PLACEMENTS:
+            self.traces[pid] = (
+                traces[pid] if traces else simulate_patient(rng, cfg.duration_s, cfg.rate_hz)
+            )
+            for placement in self.traces[pid]:
                 sid = f"{pid}-{placement.replace('_', '')}"
                 trace = self.traces[pid][placement]
                 self.sensors[sid] = SensorState(
@@ -97,6 +107,8 @@ class Simulation:
                 )
                 recs = encode_witmotion(trace.acc, trace.gyr)
                 stream = notifications(rng, recs, 20, trace.time_s)
+                if silent_s and sid in silent_s:
+                    stream = _drop_span(stream, *silent_s[sid])
                 self._streams.append(_tagged(stream, sid))
 
     def events(self) -> Iterator[tuple[float, str, bytes]]:
@@ -157,6 +169,14 @@ class Simulation:
         res.frames_published = sum(s.frames for s in self.sensors.values())
         res.wall_s = time.monotonic() - wall0
         return res
+
+
+def _drop_span(
+    stream: Iterator[tuple[float, bytes]], lo_s: float, hi_s: float
+) -> Iterator[tuple[float, bytes]]:
+    for t, data in stream:
+        if not lo_s <= t < hi_s:
+            yield t, data
 
 
 def _tagged(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import mqtt_credentials, positive
+from poise.cli.common import mqtt_ca, mqtt_credentials, positive
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -78,6 +78,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         gateway_id=config.gateway_id,
         username=user,
         password=password,
+        tls_ca=mqtt_ca("gateway"),
     )
     pub.start()
     log = logging.getLogger("poise.collect")
