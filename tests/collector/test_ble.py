@@ -292,6 +292,7 @@ PROFILE_CASES = [
     ("polar-h10", "Polar H10 1234", 100, {}, None),
     ("polar-verity-sense", "Polar Sense 42", 52, {}, ("acc_x", "acc_y", "acc_z")),
     ("nus-json", "ESP32-IMU", 100, {}, None),
+    ("movella-dot", "Movella DOT", 60, {}, None),
 ]
 
 

@@ -33,6 +33,7 @@ REQUIRED = {
     "microbit",
     "metamotion-bmi160",
     "nus-json",
+    "movella-dot",
 }
 
 
