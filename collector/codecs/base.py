@@ -64,6 +64,8 @@ class DecoderStats:
 class Codec:
     """The base of every framing's codec: settings resolved, stats, error handling."""
 
+    splittable = False  # True: a notification may end mid-record (a byte stream)
+
     def __init__(
         self, profile: Profile, *, strict: bool = False, settings: dict[str, str] | None = None
     ) -> None:

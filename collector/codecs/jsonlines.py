@@ -11,6 +11,8 @@ from collector.profiles import Profile
 
 
 class JsonLinesCodec(Codec):
+    splittable = True
+
     def __init__(
         self, profile: Profile, *, strict: bool = False, settings: dict[str, str] | None = None
     ) -> None:

@@ -10,6 +10,8 @@ from collector.profiles import Profile
 
 
 class StreamCodec(RecordCodec):
+    splittable = True
+
     def __init__(
         self, profile: Profile, *, strict: bool = False, settings: dict[str, str] | None = None
     ) -> None:

@@ -147,9 +147,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
     )
     spool.close()
     if unsent:
+        why = ""
+        if pub.stats.refused:
+            why = (
+                f" (it refused {pub.stats.refused} publishes: {pub.last_refusal}; a gateway's "
+                f"MQTT user must be its site id, here {config.site!r})"
+            )
         print(
-            f"poise collect: the broker {broker} did not acknowledge {unsent} frames; they stay "
-            f"in the spool {config.spool_path} and the next run with this spool sends them",
+            f"poise collect: the broker {broker} did not acknowledge {unsent} frames{why}; they "
+            f"stay in the spool {config.spool_path} and the next run with this spool sends them",
             file=sys.stderr,
         )
         return code or EXIT_UNDELIVERED

@@ -82,8 +82,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         logging.getLogger("poise.ingest").info(
             "ingesting from JetStream %s into %s database %s", args.nats, args.influx, args.database
         )
-        nats_ingest = NatsIngest(args.nats, influx, user=user, password=password,
-                                 params=NatsIngestParams(durable=args.client_id))
+        nats_ingest = NatsIngest(
+            args.nats,
+            influx,
+            user=user,
+            password=password,
+            params=NatsIngestParams(durable=args.client_id),
+        )
         print(json.dumps(run_forever(nats_ingest, args.stats_every_s)))
         return 0
     if args.mqtt is None:

@@ -126,9 +126,14 @@ class PartitionOwner:
     async def run(self, stop: asyncio.Event) -> None:
         import nats
 
-        nc = await nats.connect(self.url, user=self._user, password=self._password,
-                                name=f"poise-worker-{self.member}", max_reconnect_attempts=-1,
-                                reconnect_time_wait=1)
+        nc = await nats.connect(
+            self.url,
+            user=self._user,
+            password=self._password,
+            name=f"poise-worker-{self.member}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+        )
         try:
             self._js = nc.jetstream()
             for bucket in (layout.KV_LEASES, layout.KV_MEMBERS, layout.KV_CHECKPOINTS):
@@ -169,8 +174,9 @@ class PartitionOwner:
                 del self.owned[k]
                 continue
             try:
-                part.lease_rev = await leases.update(f"p{k}", self.member.encode(),
-                                                     last=part.lease_rev)
+                part.lease_rev = await leases.update(
+                    f"p{k}", self.member.encode(), last=part.lease_rev
+                )
             except Exception:
                 log.warning("lost the lease of partition %d", k)
                 self.stats.lost += 1
@@ -231,8 +237,9 @@ class PartitionOwner:
     async def _checkpoint(self, part: _Partition) -> None:
         part.engine.flush()
         ckpts = self._kv[layout.KV_CHECKPOINTS]
-        doc = json.dumps({"seq": part.seq, "state": part.engine.get_state(),
-                          "member": self.member}).encode()
+        doc = json.dumps(
+            {"seq": part.seq, "state": part.engine.get_state(), "member": self.member}
+        ).encode()
         try:
             if part.ckpt_rev == 0:
                 part.ckpt_rev = await ckpts.create(f"p{part.k}", doc)
@@ -253,8 +260,9 @@ class PartitionOwner:
             max_ack_pending=100_000,
             inactive_threshold=60.0,
         )
-        sub = await self._js.pull_subscribe(layout.partition_filter(part.k), durable=None,
-                                            stream=layout.STREAM, config=config)
+        sub = await self._js.pull_subscribe(
+            layout.partition_filter(part.k), durable=None, stream=layout.STREAM, config=config
+        )
         last_ckpt = time.monotonic()
         try:
             while not part.stop.is_set():

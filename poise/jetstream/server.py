@@ -32,8 +32,13 @@ class StreamParams:
 class NatsServer(Service):
     name = "nats"
 
-    def __init__(self, root: Path, site: str = "clinic", passwords: dict[str, str] | None = None,
-                 partitions: int = layout.PARTITIONS) -> None:
+    def __init__(
+        self,
+        root: Path,
+        site: str = "clinic",
+        passwords: dict[str, str] | None = None,
+        partitions: int = layout.PARTITIONS,
+    ) -> None:
         super().__init__(root)
         self.site = site
         self.partitions = partitions
@@ -99,42 +104,49 @@ class NatsServer(Service):
         return out
 
 
-async def ensure_stream_async(url: str, user: str, password: str,
-                              params: StreamParams | None = None) -> dict[str, Any]:
+async def ensure_stream_async(
+    url: str, user: str, password: str, params: StreamParams | None = None
+) -> dict[str, Any]:
     import nats
     from nats.js.api import KeyValueConfig, StorageType, StreamConfig
     from nats.js.errors import NotFoundError
 
     p = params or StreamParams()
-    nc = await nats.connect(url, user=user, password=password, connect_timeout=5,
-                            max_reconnect_attempts=3)
+    nc = await nats.connect(
+        url, user=user, password=password, connect_timeout=5, max_reconnect_attempts=3
+    )
     try:
         js = nc.jetstream()
         created: list[str] = []
         try:
             await js.stream_info(layout.STREAM)
         except NotFoundError:
-            await js.add_stream(StreamConfig(
-                name=layout.STREAM,
-                subjects=list(layout.STREAM_SUBJECTS),
-                storage=StorageType.FILE,
-                max_age=p.max_age_s,
-                duplicate_window=p.duplicate_window_s,
-            ))
+            await js.add_stream(
+                StreamConfig(
+                    name=layout.STREAM,
+                    subjects=list(layout.STREAM_SUBJECTS),
+                    storage=StorageType.FILE,
+                    max_age=p.max_age_s,
+                    duplicate_window=p.duplicate_window_s,
+                )
+            )
             created.append(layout.STREAM)
-        for bucket, ttl in ((layout.KV_LEASES, p.lease_ttl_s), (layout.KV_MEMBERS, p.lease_ttl_s),
-                            (layout.KV_CHECKPOINTS, 0.0)):
+        for bucket, ttl in (
+            (layout.KV_LEASES, p.lease_ttl_s),
+            (layout.KV_MEMBERS, p.lease_ttl_s),
+            (layout.KV_CHECKPOINTS, 0.0),
+        ):
             try:
                 await js.key_value(bucket)
             except Exception:
-                await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl or None,
-                                                         history=1))
+                await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl or None, history=1))
                 created.append(bucket)
         return {"created": created, "partitions": p.partitions}
     finally:
         await nc.close()
 
 
-def ensure_stream(url: str, user: str, password: str,
-                  params: StreamParams | None = None) -> dict[str, Any]:
+def ensure_stream(
+    url: str, user: str, password: str, params: StreamParams | None = None
+) -> dict[str, Any]:
     return asyncio.run(ensure_stream_async(url, user, password, params))

@@ -175,7 +175,11 @@ def test_one_sensor_dropping_does_not_disturb_another():
 def test_gateway_to_influxdb_stores_every_sample_received(stack, influx, tmp_path: Path):
     info = stack.info()
     ing = Ingest(
-        info.mqtt_host, info.mqtt_port, influx, client_id="ble-ingest", **stack.mqtt_kwargs("ingest")
+        info.mqtt_host,
+        info.mqtt_port,
+        influx,
+        client_id="ble-ingest",
+        **stack.mqtt_kwargs("ingest"),
     )
     ing.start()
     assert ing.subscribed.wait(10)
