@@ -110,6 +110,9 @@ class Publisher:
         self._disconnected_at_ns: int | None = None
         self._connected_since_ns = 0
         self._replay_from_ns: int | None = None
+        self.last_refusal: str | None = None  # the broker's reason for the last refused frame
+        self._pause_until = 0.0  # after a refusal: resend no sooner (monotonic s)
+        self._warned_at = -1e9
         self._pump_thread = threading.Thread(target=self._pump, name="poise-pump", daemon=True)
 
     # --- paho callbacks (network thread): record and wake the pump, nothing more ---
@@ -160,6 +163,8 @@ class Publisher:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if reason_code.is_failure:
+            self.last_refusal = str(reason_code)
         self._acks.append((mid, not reason_code.is_failure))
         self._wake.set()
 
@@ -241,6 +246,15 @@ class Publisher:
             else:
                 self.stats.refused += 1
                 self._cursor = min(self._cursor, spool_id - 1)  # resend from there
+                # the broker may refuse for good (an ACL): resend calmly, say why, rarely
+                self._pause_until = time.monotonic() + 1.0
+                if time.monotonic() - self._warned_at > 30:
+                    self._warned_at = time.monotonic()
+                    log.warning(
+                        "the broker refused frames (%s); they stay spooled and are resent. "
+                        "A gateway's MQTT user must be its site id",
+                        self.last_refusal,
+                    )
         if acked:
             self.spool.ack(acked, self.now_ns())
             self.stats.acked += len(acked)
@@ -254,7 +268,7 @@ class Publisher:
             if rows:
                 log.info("replayed %d frames acknowledged shortly before the disconnect", len(rows))
         room = self.window - len(self._inflight)
-        if room <= 0:
+        if room <= 0 or time.monotonic() < self._pause_until:
             return
         in_flight = set(self._inflight.values())
         for spool_id, topic, payload in self.spool.unacked_after(self._cursor, room):
