@@ -158,6 +158,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             "mqtt": {"host": info.mqtt_host, "port": info.mqtt_port},
             "dir": str(root),
         }
+        try:  # the end of the demo: a progress report from seeded weeks of summaries
+            from poise.report.demo import demo_report
+
+            summary["report"] = str(demo_report(influx, root, opts.patients))
+        except ImportError as exc:
+            console.print(f"no report: {exc.name} is missing (pip install 'poise[report]')")
     finally:
         pub.stop(drain_timeout_s=5)
         ingest.stop()
@@ -172,6 +178,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         + ("  [green]all stored[/green]" if ok else "  [red]MISMATCH[/red]")
     )
     console.print(f"frames rejected   : {summary['frames_rejected']}")
+    if "report" in summary:
+        console.print(f"progress report   : {summary['report']}")
     if opts.keep:
         console.print(
             f"The stack is still running. Data: InfluxDB {info.influx_url}, database "

@@ -315,8 +315,12 @@ def to_html(model: Model) -> str:
 
 
 def to_pdf(html: str) -> bytes:
+    import logging
+
     import weasyprint
 
+    for name in ("weasyprint", "weasyprint.progress", "fontTools"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # step-by-step chatter
     pdf: bytes = weasyprint.HTML(string=html).write_pdf()
     return pdf
 

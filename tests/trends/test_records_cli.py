@@ -297,3 +297,13 @@ def test_rules_file_errors_are_exit_2(seeded, tmp_path: Path) -> None:
     )
     assert code == 2
     assert "rules.toml: field 'rule[0].scope'" in err
+
+
+def test_the_demo_ends_with_a_report(seeded, tmp_path: Path) -> None:
+    from poise.report.demo import demo_report
+
+    url, _truth = seeded
+    with InfluxV1(url, "poise") as db:
+        path = demo_report(db, tmp_path, patients=3)
+    assert path.name == "report-p003.pdf"
+    assert path.read_bytes().startswith(b"%PDF")
