@@ -174,7 +174,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         try:  # the end of the demo: a progress report from seeded weeks of summaries
             from poise.report.demo import demo_report
 
-            summary["report"] = str(demo_report(influx, root, opts.patients))
+            with stack.influx_client("worker") as db:  # writes summaries, reads them back
+                summary["report"] = str(demo_report(db, root, opts.patients))
         except ImportError as exc:
             console.print(f"no report: {exc.name} is missing (pip install 'poise[report]')")
     finally:

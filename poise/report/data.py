@@ -197,7 +197,9 @@ def series(data: PatientData) -> list[tr.Series]:
 
 def latest_tests(data: PatientData, profile: PatientProfile | None = None) -> tr.LatestTests:
     """The last STEADI results of the period. A 4-stage test that stopped before the tandem
-    stage counts as tandem held 0 s (the test stops at the first failure)."""
+    stage counts as tandem held 0 s (the test stops at the first failure). The chair-stand
+    norm needs the patient's age band and sex (``profile``); without them no chair-stand
+    flag can be raised, and the report says so."""
     tandem: float | None = None
     stages = [r for r in data.trials if r.get("exercise") in FOUR_STAGE_ORDER]
     if stages:
@@ -209,11 +211,18 @@ def latest_tests(data: PatientData, profile: PatientProfile | None = None) -> tr
             tandem = 0.0
     chair = [r for r in data.trials if r.get("exercise") == "chair_stand_30s" and "stands" in r]
     tug = [r for r in data.trials if r.get("exercise") == "tug" and "tug_s" in r]
+    norm = profile.chair_stand_norm if profile else None
+    below: bool | None = None
+    if chair:
+        if "below_norm" in chair[-1]:
+            below = bool(chair[-1]["below_norm"])
+        elif norm is not None:  # the worker knows no age or sex: the norm comes from here
+            below = int(chair[-1]["stands"]) < norm
     return tr.LatestTests(
         tandem_hold_s=tandem,
         chair_stands=int(chair[-1]["stands"]) if chair else None,
-        chair_below_norm=bool(chair[-1].get("below_norm")) if chair else None,
-        chair_norm=profile.chair_stand_norm if profile else None,
+        chair_below_norm=below,
+        chair_norm=norm,
         tug_s=float(tug[-1]["tug_s"]) if tug else None,
     )
 
@@ -247,7 +256,7 @@ def evaluate_cohort(points: list[dict[str, Any]], truth: dict[str, Any]) -> dict
     patients falsely flagged (a fall-risk reason) or given any verdict."""
     by_course: dict[str, dict[str, float]] = {}
     for patient, t in truth["patients"].items():
-        rv = review(from_points(points, patient))
+        rv = review(from_points(points, patient), profile(t["age_band"], t["sex"]))
         c = by_course.setdefault(
             t["course"],
             {

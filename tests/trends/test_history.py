@@ -39,7 +39,7 @@ def test_line_protocol_is_one_line_per_point(seeded) -> None:
 def test_the_review_finds_the_known_truth(seeded) -> None:
     points, truth = seeded
     for patient, t in truth["patients"].items():
-        rv = d.review(d.from_points(points, patient))
+        rv = d.review(d.from_points(points, patient), d.profile(t["age_band"], t["sex"]))
         codes = {r.code for r in rv.reasons}
         improved = {s.metric for s, _t in rv.improvements}
         if t["course"] == "worsening":

@@ -20,7 +20,7 @@ import pytest
 from poise.cli import main
 from poise.core.csvio import read_imu_csv
 from poise.core.influx import RAW_RP, InfluxV1, point_line
-from poise.stack import Influx
+from poise.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -36,26 +36,41 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, object]]]:
-    server = Influx(tmp_path_factory.mktemp("influx"))
-    server.start()
+    """One secured stack for the module (auth on, a login per role; the commands log in as
+    their roles from the environment: simulate --history as worker, report/export as
+    reader), seeded once."""
+    stack = LocalStack(tmp_path_factory.mktemp("stack"))
+    stack.start()
     try:
-        code, out, err = run(
-            "simulate",
-            "--history",
-            "12w",
-            "--patients",
-            "3",
-            "--seed",
-            "0",
-            "--influx",
-            server.url,
-            "--database",
-            "poise",
-        )
-        assert code == 0, err
-        yield server.url, json.loads(out)
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in stack.env.items():
+                mp.setenv(key, value)
+            url = stack.info().influx_url
+            code, out, err = run(
+                "simulate",
+                "--history",
+                "12w",
+                "--patients",
+                "3",
+                "--seed",
+                "0",
+                "--influx",
+                url,
+                "--database",
+                "poise",
+            )
+            assert code == 0, err
+            ADMIN["auth"] = stack.influx_auth("admin")
+            yield url, json.loads(out)
     finally:
-        server.stop()
+        stack.stop()
+
+
+ADMIN: dict[str, object] = {}  # the stack's admin login, for tests that write directly
+
+
+def admin(url: str) -> InfluxV1:
+    return InfluxV1(url, "poise", ADMIN["auth"])  # type: ignore[arg-type]
 
 
 def test_history_truth_and_idempotent_writes(seeded) -> None:
@@ -64,7 +79,7 @@ def test_history_truth_and_idempotent_writes(seeded) -> None:
     url, truth = seeded
     assert [t["course"] for t in truth["patients"].values()] == ["improving", "stable", "worsening"]
     q = 'SELECT count("duration_s") FROM "derived"."session_summary"'
-    with InfluxV1(url, "poise") as db:
+    with admin(url) as db:
         assert db.scalar(q) == sum(t["sessions"] for t in truth["patients"].values())
         points, _ = history.generate(history.HistoryConfig(patients=1, prefix="idem"))
         n = history.write(db, points)
@@ -190,7 +205,7 @@ def test_csv_and_parquet_exports_with_raw_samples(seeded, tmp_path: Path) -> Non
 
     url, truth = seeded
     patient = next(iter(truth["patients"]))
-    with InfluxV1(url, "poise") as db:
+    with admin(url) as db:
         t0 = int(
             db.scalar(
                 f'SELECT last("duration_s") FROM "derived"."session_summary" '
@@ -303,7 +318,7 @@ def test_the_demo_ends_with_a_report(seeded, tmp_path: Path) -> None:
     from poise.report.demo import demo_report
 
     url, _truth = seeded
-    with InfluxV1(url, "poise") as db:
+    with admin(url) as db:
         path = demo_report(db, tmp_path, patients=3)
     assert path.name == "report-p003.pdf"
     assert path.read_bytes().startswith(b"%PDF")
