@@ -84,3 +84,45 @@ def test_parse_weeks(text: str, weeks: float) -> None:
 def test_parse_weeks_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="expected a period"):
         h.parse_weeks(text)
+
+
+def test_the_published_code_system_is_current_and_valid() -> None:
+    import json
+    from pathlib import Path
+
+    from fhir.resources.R4B.codesystem import CodeSystem
+
+    from poise import export
+
+    path = (
+        Path(__file__).resolve().parents[2] / "docs" / "fhir" / "CodeSystem-poise-observation.json"
+    )
+    committed = json.loads(path.read_text(encoding="utf-8"))
+    assert committed == export.code_system(), "regenerate: python -m poise.export > " + str(
+        path.relative_to(path.parents[2])
+    )
+    CodeSystem.model_validate(committed)
+
+
+def test_every_project_code_of_the_export_is_in_the_code_system() -> None:
+    from poise import export
+
+    points, _truth = h.generate(h.HistoryConfig(patients=1, seed=2))
+    bundle = export.fhir_bundle(d.from_points(points, "h001"))
+    assert export.validate_bundle(bundle) == len(bundle["entry"])
+    known = {c["code"] for c in export.code_system()["concept"]}
+    used = set()
+
+    def walk(x: object) -> None:
+        if isinstance(x, dict):
+            if x.get("system") == export.CODE_SYSTEM:
+                used.add(x["code"])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(bundle)
+    assert used
+    assert used <= known, used - known
