@@ -8,7 +8,10 @@ from setuptools import find_packages, setup
 setup(
     packages=[
         *find_packages(
-            include=["poise", "poise.*", "collector", "collector.*", "analysis", "analysis.*"]
+            include=[
+                "poise", "poise.*", "collector", "collector.*", "analysis", "analysis.*",
+                "dashboards", "dashboards.*",
+            ]
         ),
         "collector.firmware_profiles",
         "collector.firmware_profiles.vectors",

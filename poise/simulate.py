@@ -19,6 +19,7 @@ from collector import profiles
 from collector.pipeline import SensorPipeline
 from collector.publisher import Publisher
 from collector.virtual import (
+    PLACEMENTS,
     SensorTrace,
     encode_witmotion,
     notifications,

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import hostport, influx_auth, mqtt_ca, mqtt_credentials, positive
+from poise.cli.common import UsageError, hostport, influx_auth, mqtt_ca, mqtt_credentials, positive
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -74,9 +74,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from poise.core.influx import InfluxV1
     from poise.ingest import Ingest, IngestParams
 
-    host, port = args.mqtt
     user, password = mqtt_credentials("ingest")
     influx = InfluxV1(args.influx, args.database, influx_auth("ingest"))
+    if args.nats:
+        from poise.jetstream.ingest import NatsIngest, NatsIngestParams, run_forever
+
+        logging.getLogger("poise.ingest").info(
+            "ingesting from JetStream %s into %s database %s", args.nats, args.influx, args.database
+        )
+        nats_ingest = NatsIngest(args.nats, influx, user=user, password=password,
+                                 params=NatsIngestParams(durable=args.client_id))
+        print(json.dumps(run_forever(nats_ingest, args.stats_every_s)))
+        return 0
+    if args.mqtt is None:
+        raise UsageError("give --mqtt HOST:PORT (Mosquitto) or --nats URL (NATS JetStream)")
+    host, port = args.mqtt
     params = IngestParams(
         batch_samples=args.batch_samples, group=args.group, session_expiry_s=args.session_expiry_s
     )
@@ -159,7 +171,14 @@ def add_commands(sub: Any) -> None:
         "through its v1 HTTP API. A frame is acknowledged only after InfluxDB accepted it. "
         "Runs until SIGINT/SIGTERM, then prints its counters as JSON.",
     )
-    p.add_argument("--mqtt", type=hostport, required=True, metavar="HOST:PORT")
+    broker = p.add_mutually_exclusive_group(required=True)
+    broker.add_argument("--mqtt", type=hostport, metavar="HOST:PORT", help="Mosquitto broker")
+    broker.add_argument(
+        "--nats",
+        metavar="URL",
+        help="consume the partitioned JetStream stream instead (e.g. nats://127.0.0.1:4222); "
+        "replicas share one durable consumer named by --client-id",
+    )
     p.add_argument("--influx", required=True, metavar="URL", help="e.g. http://127.0.0.1:8086")
     p.add_argument("--database", default="poise", help="database (default poise)")
     p.add_argument(
