@@ -202,7 +202,6 @@ def generate(cfg: HistoryConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                     t0_s,
                     f * cfg.effect,
                     base_rms_ap,
-                    norm,
                     steadi=not steadi_done,
                     adherence=100.0 * _lerp(course.attendance, f),
                 )
@@ -242,7 +241,6 @@ def _session(
     t0_s: int,
     f: float,
     base_rms_ap: float,
-    norm: int,
     *,
     steadi: bool,
     adherence: float,
@@ -323,7 +321,7 @@ def _session(
             {},
             "none",
             STEADI_VERSION,
-            {"kind": "chair_stand", "stands": int(stands), "below_norm": stands < norm},
+            {"kind": "chair_stand", "stands": int(stands)},
             30.0,
         )
         tug = round(max(6.0, _lerp(course.tug_s, f) + rng.gauss(0, 0.5)), 2)

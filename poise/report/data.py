@@ -38,13 +38,13 @@ def profile(age_band: str | None = None, sex: str | None = None) -> PatientProfi
     """A profile from an age band (``75-79``; the CDC chair-stand norms are per 5-year band)
     and sex (``female``/``male``); ValueError naming what is wrong."""
     norm = None
-    if age_band is not None:
+    if age_band is not None and not (age_band.endswith("+") and age_band[:-1].isdigit()):
         lo, sep, hi = age_band.partition("-")
         if not (sep and lo.isdigit() and hi.isdigit() and int(lo) <= int(hi) <= 120):
-            raise ValueError(f"age band: expected like 75-79, found {age_band!r}")
+            raise ValueError(f"age band: expected like 75-79 or 95+, found {age_band!r}")
     if sex is not None and sex not in ("female", "male"):
         raise ValueError(f"sex: expected female or male, found {sex!r}")
-    if age_band is not None and sex is not None:
+    if age_band is not None and sex is not None and not age_band.endswith("+"):
         from analysis.steadi import chair_stand_norm
 
         lo_age, hi_age = (int(x) for x in age_band.split("-"))

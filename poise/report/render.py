@@ -113,6 +113,7 @@ class Model:
     figures: list[Figure] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     rules_source: str = ""
+    chair_norm_unknown: bool = False  # chair stands done, but no age band and sex to judge
 
 
 def _figures(data: d.PatientData, rv: tr.Review, profile: d.PatientProfile) -> list[Figure]:
@@ -299,6 +300,10 @@ def build(
         figures=_figures(data, rv, profile),
         versions=versions,
         rules_source=rules.source,
+        chair_norm_unknown=(
+            (lt := d.latest_tests(data, profile)).chair_stands is not None
+            and lt.chair_below_norm is None
+        ),
     )
 
 

@@ -126,3 +126,25 @@ def test_every_project_code_of_the_export_is_in_the_code_system() -> None:
     walk(bundle)
     assert used
     assert used <= known, used - known
+
+
+@pytest.mark.parametrize(
+    ("band", "sex", "norm"),
+    [
+        ("75-79", "female", 10),
+        ("75-79", "male", 11),
+        ("60-64", "male", 14),
+        ("18-59", "female", None),
+        ("95+", "male", None),
+        ("75-79", None, None),
+        (None, "female", None),
+    ],
+)
+def test_profile_sets_the_chair_stand_norm_from_the_band(band, sex, norm) -> None:
+    assert d.profile(band, sex).chair_stand_norm == norm
+
+
+@pytest.mark.parametrize(("band", "sex"), [("old", None), ("80-70", None), (None, "x")])
+def test_profile_refuses(band, sex) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        d.profile(band, sex)

@@ -141,6 +141,7 @@ def test_report_pdf_and_html(seeded, tmp_path: Path) -> None:
     assert doc.count('<figure class="plot"') == FIGURES
     assert doc.count("data:image/svg+xml;base64,") == FIGURES
     assert "tandem stance held" in doc
+    assert "not compared with its norm" in doc  # no age band and sex given this time
 
 
 def test_stable_patient_report_has_no_flag(seeded, tmp_path: Path) -> None:
