@@ -34,7 +34,7 @@ def main(folder: Path) -> list[Path]:
         code = e["resource"]["code"]
         key = code["coding"][0]["code"]
         kinds.setdefault(key, e)
-    bundle["entry"] = [kinds[k] for k in sorted(kinds)][:6]
+    bundle["entry"] = [kinds[k] for k in sorted(kinds)]
     example = folder.parent / "fhir" / "example-bundle.json"
     example.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return [*out, example]
