@@ -307,7 +307,17 @@ def build(
     )
 
 
-def to_html(model: Model) -> str:
+def stylesheet() -> str:
+    """The report's CSS, for a page that serves it as a file (``to_html(css_href=...)``):
+    a strict Content-Security-Policy (``style-src 'self'``) refuses inline styles."""
+    from importlib import resources
+
+    return resources.files("poise.report").joinpath("templates/report.css").read_text("utf-8")
+
+
+def to_html(model: Model, css_href: str | None = None) -> str:
+    """The report as one HTML document: the style inline (standalone file, PDF), or linked
+    from ``css_href``."""
     import jinja2
 
     env = jinja2.Environment(
@@ -316,7 +326,7 @@ def to_html(model: Model) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template(TEMPLATE).render(m=model)
+    return env.get_template(TEMPLATE).render(m=model, css_href=css_href)
 
 
 def to_pdf(html: str) -> bytes:

@@ -323,3 +323,24 @@ def test_the_demo_ends_with_a_report(seeded, tmp_path: Path) -> None:
         path = demo_report(db, tmp_path, patients=3)
     assert path.name == "report-p003.pdf"
     assert path.read_bytes().startswith(b"%PDF")
+
+
+def test_the_console_hook_reads_age_band_and_sex_from_the_records(seeded, tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    from poise.console.db import Patient, open_db
+    from poise.report import stylesheet
+    from poise.report.console import console_report
+
+    url, truth = seeded
+    worsening = next(p for p, t in truth["patients"].items() if t["course"] == "worsening")
+    factory = open_db(tmp_path / "console")
+    with factory() as db:
+        db.add(Patient(id=worsening, site="demo", age_band="80-84", sex="female"))
+        db.commit()
+        report = console_report(lambda: admin(url), css_href="/static/report.css")
+        html = report(db, worsening)
+    assert '<link rel="stylesheet" href="/static/report.css">' in html
+    assert "<style>" not in html  # the console's CSP refuses inline styles
+    assert "Age band</b> 80-84" in html
+    assert "not compared with its norm" not in html
+    assert "@page" in stylesheet()
