@@ -158,12 +158,39 @@ def _per_session(
     return tuple(t for t, _ in pts), tuple(v for _, v in pts)
 
 
+def _tandem_not_reached(data: PatientData) -> list[dict[str, Any]]:
+    """A tandem hold of 0 s for each 4-stage test that stopped before the tandem stage (an
+    earlier stage failed): the test stops at the first failure, and leaving such sessions
+    out would hide the worst results from the trend."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in data.trials:
+        if r.get("exercise") in FOUR_STAGE_ORDER:
+            by.setdefault(str(r.get("session")), []).append(r)
+    out = []
+    for session, rows in by.items():
+        if not any(r["exercise"] == TANDEM for r in rows) and any(
+            r.get("passed") is False for r in rows
+        ):
+            first = min(rows, key=lambda r: r["time_s"])
+            out.append(
+                {
+                    "time_s": first["time_s"],
+                    "session": session,
+                    "exercise": TANDEM,
+                    "condition": "none",
+                    "side": "none",
+                    "hold_s": 0.0,
+                }
+            )
+    return out
+
+
 def series(data: PatientData) -> list[tr.Series]:
     """The series a review tests: sway per quiet-stance condition, tandem hold, chair
     stands, TUG, ROM per exercise and side, pain, fatigue and adherence."""
     out: list[tr.Series] = []
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in data.trials:
+    for r in (*data.trials, *_tandem_not_reached(data)):
         groups.setdefault(
             (str(r.get("exercise")), str(r.get("condition", "none")), str(r.get("side", "none"))),
             [],

@@ -251,6 +251,34 @@ def _session_rows(data: d.PatientData) -> list[dict[str, str]]:
     return rows
 
 
+def _changes(rv: tr.Review, units: dict[str, str]) -> list[tuple[str, str]]:
+    """One sentence per real change; the sway metrics of one condition that agree are one
+    sentence (the first tested, RMS, with the others named)."""
+    out: list[tuple[str, str]] = []
+    done: set[tuple[str, str, str, str]] = set()
+    items = [*rv.worsenings, *rv.improvements]
+    for s, t in items:
+        group = (s.exercise, s.condition, s.side, t.verdict)
+        if s.metric in tr.SWAY_REVIEW_METRICS:
+            if group in done:
+                continue
+            done.add(group)
+            agree = [
+                METRIC_NAMES.get(o.metric, o.metric)
+                for o, ot in items
+                if o is not s
+                and o.metric in tr.SWAY_REVIEW_METRICS
+                and (o.exercise, o.condition, o.side, ot.verdict) == group
+            ]
+            sentence = change_sentence(s, t, units.get(s.metric, ""))
+            if agree:
+                sentence += f" {_upper_first(' and '.join(agree))} agree."
+            out.append((t.verdict, sentence))
+        else:
+            out.append((t.verdict, change_sentence(s, t, units.get(s.metric, ""))))
+    return out
+
+
 def build(
     data: d.PatientData,
     profile: d.PatientProfile | None = None,
@@ -264,10 +292,7 @@ def build(
     rules = rules or pr.default_rules()
     rv = d.review(data, profile, params)
     units = d.units()
-    changes: list[tuple[str, str]] = [
-        (t.verdict, change_sentence(s, t, units.get(s.metric, "")))
-        for s, t in (*rv.worsenings, *rv.improvements)
-    ]
+    changes = _changes(rv, units)
     trend_rows = [
         {
             "what": series_label(s),

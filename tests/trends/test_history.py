@@ -148,3 +148,30 @@ def test_profile_sets_the_chair_stand_norm_from_the_band(band, sex, norm) -> Non
 def test_profile_refuses(band, sex) -> None:
     with pytest.raises(ValueError, match="expected"):
         d.profile(band, sex)
+
+
+def test_a_four_stage_test_stopped_before_tandem_counts_as_zero() -> None:
+    def trial(t: float, session: str, stage: str, hold: float) -> dict[str, object]:
+        return {
+            "measurement": "trial_summary",
+            "t_ns": int(t * 1e9),
+            "tags": {
+                "patient": "x1",
+                "session": session,
+                "trial": f"{session}{stage}",
+                "exercise": f"steadi_4stage/{stage}",
+            },
+            "fields": {"hold_s": hold, "passed": hold >= 10},
+        }
+
+    points = [
+        trial(0, "a", "feet_together", 10.0),
+        trial(1, "a", "semi_tandem", 10.0),
+        trial(2, "a", "tandem", 8.0),
+        trial(100, "b", "feet_together", 10.0),
+        trial(101, "b", "semi_tandem", 6.0),
+    ]
+    data = d.from_points(points, "x1")
+    (tandem,) = [s for s in d.series(data) if s.metric == "hold_s"]
+    assert tandem.values == (8.0, 0.0)
+    assert d.latest_tests(data).tandem_hold_s == 0.0
