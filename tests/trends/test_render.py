@@ -59,3 +59,21 @@ def test_the_model_of_a_worsening_patient() -> None:
     html = render.to_html(model)
     assert html.count("<figcaption>") == 6
     assert "Jane" not in html
+
+
+def test_a_report_of_one_session_renders() -> None:
+    points, _truth = h.generate(h.HistoryConfig(patients=1, seed=0))
+    first = min(p["t_ns"] for p in points)
+    one = [p for p in points if p["t_ns"] < first + 3 * 3600 * 10**9]
+    model = render.build(d.from_points(one, "h001"))
+    assert model.review.sessions == 1
+    assert {t.verdict for _s, t in model.review.trends} == {"insufficient"}
+    assert len(model.figures) == 6
+    assert "No change in this period" in render.to_html(model)
+
+
+def test_a_report_without_steadi_tests_says_so() -> None:
+    points, _truth = h.generate(h.HistoryConfig(patients=1, seed=0))
+    no_steadi = [p for p in points if p["tags"].get("exercise") in (None, "quiet_stance")]
+    model = render.build(d.from_points(no_steadi, "h001"))
+    assert "no data in this period" in model.figures[-3].svg  # the STEADI panels
