@@ -186,6 +186,13 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             "mqtt": {"host": info.mqtt_host, "port": info.mqtt_port},
             "dir": str(root),
         }
+        try:  # the end of the demo: a progress report from seeded weeks of summaries
+            from poise.report.demo import demo_report
+
+            with stack.influx_client("worker") as db:  # writes summaries, reads them back
+                summary["report"] = str(demo_report(db, root, opts.patients))
+        except ImportError as exc:
+            console.print(f"no report: {exc.name} is missing (pip install 'poise[report]')")
     finally:
         pub.stop(drain_timeout_s=5)
         ingest.stop()
@@ -201,6 +208,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         + ("  [green]all stored[/green]" if ok else "  [red]MISMATCH[/red]")
     )
     console.print(f"frames rejected   : {summary['frames_rejected']}")
+    if "report" in summary:
+        console.print(f"progress report   : {summary['report']}")
     if opts.keep:
         console.print(
             f"The stack is still running. Data: InfluxDB {info.influx_url}, database "
