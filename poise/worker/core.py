@@ -126,6 +126,7 @@ class _Session:
 class _Sensor:
     last_end_seq: int = -1
     last_ns: int = 0
+    arrival_s: float | None = None  # monotonic clock of the last frame (not in the state)
     period_ns: int = 10_000_000
     ring: deque[Samples] = field(default_factory=deque)
 
@@ -346,7 +347,11 @@ class WorkerCore:
         out.alerts.append((ep["site"], ep["patient"], point))
 
     # --- frames ---
-    def on_frame(self, site: str, patient: str, frame: wire.Frame) -> Output:
+    def on_frame(
+        self, site: str, patient: str, frame: wire.Frame, arrival_s: float | None = None
+    ) -> Output:
+        """One frame. ``arrival_s`` (a monotonic clock) lets ``tick`` notice sensors that
+        stopped sending while no other sensor of the patient sends either."""
         out = Output()
         key = (site, patient)
         skey = (site, patient, frame.sensor_id)
@@ -366,6 +371,7 @@ class WorkerCore:
         samples = Samples(t_ns / 1e9, data[:, :3], data[:, 3:])
         st.last_end_seq = frame.first_sample_seq + n
         st.last_ns = int(t_ns[-1])
+        st.arrival_s = arrival_s
         st.period_ns = frame.period_ns
         st.ring.append(samples)
         while st.ring and st.ring[0].time_s[-1] < samples.time_s[-1] - self.p.ring_s:
@@ -446,6 +452,35 @@ class WorkerCore:
             },
             dict(r.fields),
         )
+
+    def tick(self, now_s: float, margin_s: float = 2.0) -> Output:
+        """Sensors of an open session from which no frame has arrived for ``silent_after_s``
+        (+ ``margin_s`` for the way through the broker) of the monotonic clock ``now_s``: the
+        case the data-time check cannot see, when the whole gateway has gone quiet."""
+        out = Output()
+        for key, s in self.sessions.items():
+            for p in s.placements:
+                st = self.sensors.get((key[0], key[1], p.sensor))
+                if st is None or st.arrival_s is None:
+                    continue
+                quiet_s = now_s - st.arrival_s
+                ep_key = f"{key[0]}/{key[1]}/sensor/{p.sensor}/sensor_silent"
+                if quiet_s > self.p.silent_after_s + margin_s and ep_key not in self.episodes:
+                    self._open_episode(
+                        ep_key,
+                        key,
+                        "sensor_silent",
+                        st.last_ns,
+                        quiet_s,
+                        self.p.silent_after_s,
+                        "s",
+                        {"session": s.id, "trial": "none"},
+                        p.sensor,
+                        {"segment": p.segment, "last_sample_ns": st.last_ns},
+                        WORKER_VERSION,
+                        out,
+                    )
+        return out
 
     def _check_silent(self, key: tuple[str, str], s: _Session, now_ns: int, out: Output) -> None:
         for p in s.placements:

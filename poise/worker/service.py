@@ -210,6 +210,7 @@ class WorkerService:
                 epoch, msg = self._inbox.get(timeout=self.sp.flush_s)
             except queue.Empty:
                 with self.lock:
+                    self._tick()
                     self._flush()
                 continue
             try:
@@ -221,6 +222,7 @@ class WorkerService:
                 self._ack(epoch, msg)
             if time.monotonic() - self._last_flush >= self.sp.flush_s:
                 with self.lock:
+                    self._tick()
                     self._flush()
 
     def _handle(self, epoch: int, msg: mqtt.MQTTMessage) -> None:
@@ -241,7 +243,7 @@ class WorkerService:
                     self._ack(epoch, msg)
                     return
                 self.stats.messages["frames"] += 1
-                out = self.core.on_frame(key.site, key.patient, frame)
+                out = self.core.on_frame(key.site, key.patient, frame, time.monotonic())
             elif kind == "session" and len(parts) == 5:
                 self.stats.messages["events"] += 1
                 out = self.core.on_event(parts[3], parts[4], payload)
@@ -260,6 +262,13 @@ class WorkerService:
         for job in out.jobs:
             self._jobs.put(job)
         self._ack(epoch, msg)
+
+    def _tick(self) -> None:
+        out = self.core.tick(time.monotonic())
+        if out.alerts:
+            self._take(out)
+            self._flush()
+            self.save_state()
 
     def _ack(self, epoch: int, msg: mqtt.MQTTMessage) -> None:
         # an ack is only valid on the connection the message came on; otherwise the broker

@@ -267,3 +267,22 @@ def test_duplicate_frames_and_status(plans):
 def test_job_payloads_are_plain_data(ref2):
     for j in ref2.jobs:
         assert Job(**json.loads(json.dumps(j.__dict__))) == j
+
+
+def test_a_whole_gateway_gone_quiet(plans):
+    """No frame from any sensor: the clock of arrivals notices what data time cannot."""
+    core = WorkerCore()
+    p = plans[0]
+    core.on_event(SITE, p.patient, session_events(p, T0)[0][1])  # session start
+    for short, segment, _side in PLACEMENT:
+        core.on_frame(SITE, p.patient, frame(p, short, segment, 0), arrival_s=100.0)
+    assert core.tick(106.0).alerts == []  # within 5 s + 2 s of margin
+    quiet = core.tick(108.0).alerts
+    assert sorted(a.fields["sensor"] for _s, _p, a in quiet) == sorted(
+        p.sensor(s) for s, _seg, _side in PLACEMENT
+    )
+    assert core.tick(109.0).alerts == []  # the same episodes
+    back = core.on_frame(SITE, p.patient, frame(p, "shank", "shank", 10), arrival_s=110.0)
+    assert [(a.fields["sensor"], a.fields["active"]) for _s, _p, a in back.alerts] == [
+        (p.sensor("shank"), False)
+    ]
