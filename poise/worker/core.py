@@ -57,7 +57,8 @@ class WorkerParams:
     joint_live_hz: float = 10.0  # joint_live points per second
     silent_after_s: float = 5.0  # a placed sensor with no sample for this long is silent
     battery_low_pct: float = 15.0
-    ring_s: float = 5.0  # recent samples kept per sensor (a trial start seeds from them)
+    ring_s: float = 5.0
+    lob_max_s: float = 120.0  # a balance trial's samples kept for the live step detection  # recent samples kept per sensor (a trial start seeds from them)
     default_mdc_rms_m_s2: float = 0.03  # sway RMS MDC when the baseline has < 3 trials
     baseline_icc: float = 0.86  # test-retest ICC for the MDC from the patient's baseline
 
@@ -94,6 +95,7 @@ class _Live:
     pending: dict[str, list[Samples]] = field(default_factory=dict)  # role -> chunks to align
     next_angle_t: float = 0.0
     lob_checked_s: float = 0.0
+    trunk: list[Samples] = field(default_factory=list)  # the balance trial's samples so far
 
 
 @dataclass
@@ -102,6 +104,7 @@ class _Trial:
     roles: dict[str, str]  # role -> sensor
     baseline: tuple[float, float] | None = None
     prescription: dict[str, Any] | None = None
+    live_alerts: list[str] = field(default_factory=list)  # raised live: not again at the stop
     live: _Live = field(default_factory=_Live)
 
 
@@ -248,6 +251,7 @@ class WorkerCore:
             "placements": [asdict(p) for p in s.placements],
             "prescription": s.prescription,
             "ap_axis": self.p.ap_axis,
+            "live_alerts": list(t.live_alerts),
         }
         self._job(Job("trial", key[0], key[1], job), out)
         s.trial = None
@@ -532,6 +536,10 @@ class WorkerCore:
             except ValueError:
                 self.counts["sway_unscorable"] += 1
                 return
+            live.trunk.append(part)
+            if part.time_s[-1] - live.lob_checked_s >= 1.0:  # once a second of data
+                live.lob_checked_s = float(part.time_s[-1])
+                self._live_balance(key, t, out)
             for t_s, metrics in windows:
                 fields: dict[str, Any] = {SWAY_METRIC_FIELDS[k]: v for k, v in metrics.items()}
                 fields["window_s"] = self.p.sway_window_s
@@ -542,6 +550,44 @@ class WorkerCore:
                 self._sway_alert(key, t, t_ns, metrics["rms"], out)
         elif role in ("proximal", "distal", "segment") and kind == "rom":
             self._live_joint(key, t, role, part, out)
+
+    def _live_balance(self, key: tuple[str, str], t: _Trial, out: Output) -> None:
+        """A step or grab in the balance trial so far (analysis.sway.loss_of_balance), looked
+        for once a second; the first one raises the trial's loss_of_balance alert now, and
+        its summary later raises none of its own."""
+        ep_key = f"{key[0]}/{key[1]}/trial/{t.info['trial']}/loss_of_balance"
+        if "loss_of_balance" in t.live_alerts:
+            return
+        live = t.live
+        data = _cat(live.trunk)
+        cap = round(self.p.lob_max_s * live.sway_fs)
+        if data.n > cap:
+            data = Samples(data.time_s[-cap:], data.acc[-cap:], data.gyr[-cap:])
+        live.trunk = [data]
+        if data.n < 200:
+            return
+        try:
+            lob = sway.loss_of_balance(data.time_s, data.acc, data.gyr, self.p.ap_axis)
+        except ValueError:
+            return
+        if lob is None:
+            return
+        t.live_alerts.append("loss_of_balance")
+        at_s = lob - t.info["start_ns"] / 1e9
+        self._open_episode(
+            ep_key,
+            key,
+            "loss_of_balance",
+            round(lob * 1e9),
+            at_s,
+            0.0,
+            "s",
+            {"session": t.info["session"], "trial": t.info["trial"]},
+            t.roles.get("trunk", ""),
+            {"at_s": round(at_s, 3), "live": True},
+            sway.ALGORITHM_VERSION,
+            out,
+        )
 
     def _sway_alert(
         self, key: tuple[str, str], t: _Trial, t_ns: int, rms: float, out: Output
@@ -752,12 +798,19 @@ def _trial_state(t: _Trial) -> dict[str, Any]:
         "roles": t.roles,
         "baseline": t.baseline,
         "prescription": t.prescription,
+        "live_alerts": t.live_alerts,
     }
 
 
 def _trial_from(d: dict[str, Any]) -> _Trial:
     b = d["baseline"]
-    return _Trial(d["info"], d["roles"], None if b is None else (b[0], b[1]), d.get("prescription"))
+    return _Trial(
+        d["info"],
+        d["roles"],
+        None if b is None else (b[0], b[1]),
+        d.get("prescription"),
+        list(d.get("live_alerts", [])),
+    )
 
 
 def _cat(parts: list[Samples]) -> Samples:

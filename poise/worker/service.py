@@ -327,14 +327,27 @@ class WorkerService:
     def _write_loop(self) -> None:
         while True:
             item = self._wq.get()
-            if item is None:
-                return
-            lines, msgs = item
+            done = item is None
+            batches = [] if item is None else [item]
+            # what queued up while the last write ran goes out in one request
+            while not done:
+                try:
+                    more = self._wq.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                else:
+                    batches.append(more)
+            lines = [line for b in batches for line in b[0]]
             if lines:
                 self._write(lines, self._writer_influx)
                 self.stats.points_written += len(lines)
-            for topic, payload in msgs:
-                self._client.publish(topic, payload, qos=0)
+            for _lines, msgs in batches:
+                for topic, payload in msgs:
+                    self._client.publish(topic, payload, qos=0)
+            if done:
+                return
 
     def _write(self, lines: list[str], influx: InfluxV1 | None = None) -> None:
         delay = 0.2
@@ -452,7 +465,9 @@ def run_job(
         }
         presc = None if d["prescription"] is None else rx.from_dict(d["prescription"])
         summary, reps, alerts = summarize_trial(info, data, places, presc, d["ap_axis"])
-        return [summary, *reps], alerts
+        # an alert the live path raised already (an episode of its own) is not raised twice
+        raised = set(d.get("live_alerts", []))
+        return [summary, *reps], [a for a in alerts if a.tags["kind"] not in raised]
     # a session: its trials' summaries are in InfluxDB already (jobs run in order)
     series = influx.query(
         f'SELECT "rep_count","kind" FROM "{DERIVED_RP}"."trial_summary" WHERE '
