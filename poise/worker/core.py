@@ -57,7 +57,8 @@ class WorkerParams:
     joint_live_hz: float = 10.0  # joint_live points per second
     silent_after_s: float = 5.0  # a placed sensor with no sample for this long is silent
     battery_low_pct: float = 15.0
-    ring_s: float = 5.0  # recent samples kept per sensor (a trial start seeds from them)
+    ring_s: float = 5.0
+    lob_max_s: float = 120.0  # a balance trial's samples kept for the live step detection  # recent samples kept per sensor (a trial start seeds from them)
     default_mdc_rms_m_s2: float = 0.03  # sway RMS MDC when the baseline has < 3 trials
     baseline_icc: float = 0.86  # test-retest ICC for the MDC from the patient's baseline
 
@@ -94,6 +95,7 @@ class _Live:
     pending: dict[str, list[Samples]] = field(default_factory=dict)  # role -> chunks to align
     next_angle_t: float = 0.0
     lob_checked_s: float = 0.0
+    trunk: list[Samples] = field(default_factory=list)  # the balance trial's samples so far
 
 
 @dataclass
@@ -102,6 +104,7 @@ class _Trial:
     roles: dict[str, str]  # role -> sensor
     baseline: tuple[float, float] | None = None
     prescription: dict[str, Any] | None = None
+    live_alerts: list[str] = field(default_factory=list)  # raised live: not again at the stop
     live: _Live = field(default_factory=_Live)
     # samples of the trial's window seen per sensor: the summary waits until InfluxDB holds
     # at least these (an ingest that restarted may still owe a stretch in the middle)
@@ -129,6 +132,7 @@ class _Session:
 class _Sensor:
     last_end_seq: int = -1
     last_ns: int = 0
+    arrival_s: float | None = None  # monotonic clock of the last frame (not in the state)
     period_ns: int = 10_000_000
     ring: deque[Samples] = field(default_factory=deque)
 
@@ -252,6 +256,7 @@ class WorkerCore:
             "prescription": s.prescription,
             "ap_axis": self.p.ap_axis,
             "seen_samples": dict(t.seen),
+            "live_alerts": list(t.live_alerts),
         }
         self._job(Job("trial", key[0], key[1], job), out)
         s.trial = None
@@ -351,7 +356,11 @@ class WorkerCore:
         out.alerts.append((ep["site"], ep["patient"], point))
 
     # --- frames ---
-    def on_frame(self, site: str, patient: str, frame: wire.Frame) -> Output:
+    def on_frame(
+        self, site: str, patient: str, frame: wire.Frame, arrival_s: float | None = None
+    ) -> Output:
+        """One frame. ``arrival_s`` (a monotonic clock) lets ``tick`` notice sensors that
+        stopped sending while no other sensor of the patient sends either."""
         out = Output()
         key = (site, patient)
         skey = (site, patient, frame.sensor_id)
@@ -371,6 +380,7 @@ class WorkerCore:
         samples = Samples(t_ns / 1e9, data[:, :3], data[:, 3:])
         st.last_end_seq = frame.first_sample_seq + n
         st.last_ns = int(t_ns[-1])
+        st.arrival_s = arrival_s
         st.period_ns = frame.period_ns
         st.ring.append(samples)
         while st.ring and st.ring[0].time_s[-1] < samples.time_s[-1] - self.p.ring_s:
@@ -453,6 +463,35 @@ class WorkerCore:
             dict(r.fields),
         )
 
+    def tick(self, now_s: float, margin_s: float = 2.0) -> Output:
+        """Sensors of an open session from which no frame has arrived for ``silent_after_s``
+        (+ ``margin_s`` for the way through the broker) of the monotonic clock ``now_s``: the
+        case the data-time check cannot see, when the whole gateway has gone quiet."""
+        out = Output()
+        for key, s in self.sessions.items():
+            for p in s.placements:
+                st = self.sensors.get((key[0], key[1], p.sensor))
+                if st is None or st.arrival_s is None:
+                    continue
+                quiet_s = now_s - st.arrival_s
+                ep_key = f"{key[0]}/{key[1]}/sensor/{p.sensor}/sensor_silent"
+                if quiet_s > self.p.silent_after_s + margin_s and ep_key not in self.episodes:
+                    self._open_episode(
+                        ep_key,
+                        key,
+                        "sensor_silent",
+                        st.last_ns,
+                        quiet_s,
+                        self.p.silent_after_s,
+                        "s",
+                        {"session": s.id, "trial": "none"},
+                        p.sensor,
+                        {"segment": p.segment, "last_sample_ns": st.last_ns},
+                        WORKER_VERSION,
+                        out,
+                    )
+        return out
+
     def _check_silent(self, key: tuple[str, str], s: _Session, now_ns: int, out: Output) -> None:
         for p in s.placements:
             other = self.sensors.get((key[0], key[1], p.sensor))
@@ -503,6 +542,10 @@ class WorkerCore:
             except ValueError:
                 self.counts["sway_unscorable"] += 1
                 return
+            live.trunk.append(part)
+            if part.time_s[-1] - live.lob_checked_s >= 1.0:  # once a second of data
+                live.lob_checked_s = float(part.time_s[-1])
+                self._live_balance(key, t, out)
             for t_s, metrics in windows:
                 fields: dict[str, Any] = {SWAY_METRIC_FIELDS[k]: v for k, v in metrics.items()}
                 fields["window_s"] = self.p.sway_window_s
@@ -513,6 +556,44 @@ class WorkerCore:
                 self._sway_alert(key, t, t_ns, metrics["rms"], out)
         elif role in ("proximal", "distal", "segment") and kind == "rom":
             self._live_joint(key, t, role, part, out)
+
+    def _live_balance(self, key: tuple[str, str], t: _Trial, out: Output) -> None:
+        """A step or grab in the balance trial so far (analysis.sway.loss_of_balance), looked
+        for once a second; the first one raises the trial's loss_of_balance alert now, and
+        its summary later raises none of its own."""
+        ep_key = f"{key[0]}/{key[1]}/trial/{t.info['trial']}/loss_of_balance"
+        if "loss_of_balance" in t.live_alerts:
+            return
+        live = t.live
+        data = _cat(live.trunk)
+        cap = round(self.p.lob_max_s * live.sway_fs)
+        if data.n > cap:
+            data = Samples(data.time_s[-cap:], data.acc[-cap:], data.gyr[-cap:])
+        live.trunk = [data]
+        if data.n < 200:
+            return
+        try:
+            lob = sway.loss_of_balance(data.time_s, data.acc, data.gyr, self.p.ap_axis)
+        except ValueError:
+            return
+        if lob is None:
+            return
+        t.live_alerts.append("loss_of_balance")
+        at_s = lob - t.info["start_ns"] / 1e9
+        self._open_episode(
+            ep_key,
+            key,
+            "loss_of_balance",
+            round(lob * 1e9),
+            at_s,
+            0.0,
+            "s",
+            {"session": t.info["session"], "trial": t.info["trial"]},
+            t.roles.get("trunk", ""),
+            {"at_s": round(at_s, 3), "live": True},
+            sway.ALGORITHM_VERSION,
+            out,
+        )
 
     def _sway_alert(
         self, key: tuple[str, str], t: _Trial, t_ns: int, rms: float, out: Output
@@ -724,6 +805,7 @@ def _trial_state(t: _Trial) -> dict[str, Any]:
         "baseline": t.baseline,
         "prescription": t.prescription,
         "seen": t.seen,
+        "live_alerts": t.live_alerts,
     }
 
 
@@ -734,6 +816,7 @@ def _trial_from(d: dict[str, Any]) -> _Trial:
         d["roles"],
         None if b is None else (b[0], b[1]),
         d.get("prescription"),
+        list(d.get("live_alerts", [])),
         seen={str(k): int(v) for k, v in d.get("seen", {}).items()},
     )
 

@@ -58,6 +58,7 @@ class ServiceParams:
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 65535
     flush_s: float = 0.2  # live points are written at least this often
+    write_queue: int = 50  # batches of live points waiting for InfluxDB
     wait_stored_s: float = 90.0  # how long a summary waits for the ingest to catch up
     settle_s: float = 3.0
 
@@ -101,7 +102,14 @@ class WorkerService:
         self._jobs: queue.Queue[Job] = queue.Queue()
         self._stop = threading.Event()
         self._epoch = 0
-        self._lines: list[str] = []
+        self._lines: list[str] = []  # live points, written by the writer thread
+        self._alert_lines: list[str] = []  # alert points, written before the state is saved
+        # live points wait here for the writer; bounded, so a slow InfluxDB slows intake
+        # (the broker holds the rest) instead of filling memory
+        self._wq: queue.Queue[tuple[list[str], list[tuple[str, bytes]]] | None] = queue.Queue(
+            maxsize=self.sp.write_queue
+        )
+        self._writer_influx = InfluxV1(influx.url, influx.database, influx.auth)
         self._messages: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._last_flush = time.monotonic()
         self.subscribed = threading.Event()
@@ -119,6 +127,7 @@ class WorkerService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._writer = threading.Thread(target=self._write_loop, name="poise-worker-writer")
         self._threads = [
             threading.Thread(target=self._loop, name="poise-worker", daemon=True),
             threading.Thread(target=self._job_loop, name="poise-worker-jobs", daemon=True),
@@ -188,6 +197,7 @@ class WorkerService:
             self._host, self._port, keepalive=15, clean_start=False, properties=props
         )
         self._client.loop_start()
+        self._writer.start()
         for t in self._threads:
             t.start()
 
@@ -197,11 +207,19 @@ class WorkerService:
             t.join(timeout_s)
         with self.lock:
             self._flush()
+        self._wq.put(None)
+        self._writer.join(timeout_s)
+        self._writer_influx.close()
         self._client.disconnect()
         self._client.loop_stop()
 
     def idle(self) -> bool:
-        return self._inbox.empty() and self._jobs.empty() and not self.core.pending_jobs
+        return (
+            self._inbox.empty()
+            and self._jobs.empty()
+            and self._wq.empty()
+            and not self.core.pending_jobs
+        )
 
     # --- the message loop ---
     def _loop(self) -> None:
@@ -210,6 +228,7 @@ class WorkerService:
                 epoch, msg = self._inbox.get(timeout=self.sp.flush_s)
             except queue.Empty:
                 with self.lock:
+                    self._tick()
                     self._flush()
                 continue
             try:
@@ -221,6 +240,7 @@ class WorkerService:
                 self._ack(epoch, msg)
             if time.monotonic() - self._last_flush >= self.sp.flush_s:
                 with self.lock:
+                    self._tick()
                     self._flush()
 
     def _handle(self, epoch: int, msg: mqtt.MQTTMessage) -> None:
@@ -241,7 +261,7 @@ class WorkerService:
                     self._ack(epoch, msg)
                     return
                 self.stats.messages["frames"] += 1
-                out = self.core.on_frame(key.site, key.patient, frame)
+                out = self.core.on_frame(key.site, key.patient, frame, time.monotonic())
             elif kind == "session" and len(parts) == 5:
                 self.stats.messages["events"] += 1
                 out = self.core.on_event(parts[3], parts[4], payload)
@@ -261,6 +281,13 @@ class WorkerService:
             self._jobs.put(job)
         self._ack(epoch, msg)
 
+    def _tick(self) -> None:
+        out = self.core.tick(time.monotonic())
+        if out.alerts:
+            self._take(out)
+            self._flush()
+            self.save_state()
+
     def _ack(self, epoch: int, msg: mqtt.MQTTMessage) -> None:
         # an ack is only valid on the connection the message came on; otherwise the broker
         # redelivers it, and processing it again is harmless (ids, sequence numbers)
@@ -272,7 +299,7 @@ class WorkerService:
             self._lines.append(point_text(site, patient, p))
             self._messages.setdefault((site, patient), []).append(p.as_message())
         for site, patient, p in out.alerts:
-            self._lines.append(point_text(site, patient, p))
+            self._alert_lines.append(point_text(site, patient, p))
             self.stats.alerts += 1
             self._publish(topics.alerts(site, patient), [p.as_message()], qos=1)
 
@@ -280,21 +307,53 @@ class WorkerService:
         self._client.publish(topic, derived.message(points), qos=qos)
 
     def _flush(self) -> None:
+        """Alerts now (the state that records them is saved next); live points to the
+        writer, which publishes them once InfluxDB holds them."""
         self._last_flush = time.monotonic()
-        if self._lines:
-            self._write(self._lines)
-            self.stats.points_written += len(self._lines)
-            self._lines = []
-        for (site, patient), pts in self._messages.items():
-            for i in range(0, len(pts), 500):
-                self._publish(topics.metrics(site, patient), pts[i : i + 500], qos=0)
-        self._messages = {}
+        if self._alert_lines:
+            self._write(self._alert_lines)
+            self.stats.points_written += len(self._alert_lines)
+            self._alert_lines = []
+        if not self._lines and not self._messages:
+            return
+        msgs = [
+            (topics.metrics(site, patient), derived.message(pts[i : i + 500]))
+            for (site, patient), pts in self._messages.items()
+            for i in range(0, len(pts), 500)
+        ]
+        self._wq.put((self._lines, msgs))
+        self._lines, self._messages = [], {}
 
-    def _write(self, lines: list[str]) -> None:
+    def _write_loop(self) -> None:
+        while True:
+            item = self._wq.get()
+            done = item is None
+            batches = [] if item is None else [item]
+            # what queued up while the last write ran goes out in one request
+            while not done:
+                try:
+                    more = self._wq.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                else:
+                    batches.append(more)
+            lines = [line for b in batches for line in b[0]]
+            if lines:
+                self._write(lines, self._writer_influx)
+                self.stats.points_written += len(lines)
+            for _lines, msgs in batches:
+                for topic, payload in msgs:
+                    self._client.publish(topic, payload, qos=0)
+            if done:
+                return
+
+    def _write(self, lines: list[str], influx: InfluxV1 | None = None) -> None:
         delay = 0.2
         while True:
             try:
-                self.influx.write(lines, rp=DERIVED_RP)
+                (influx or self.influx).write(lines, rp=DERIVED_RP)
                 return
             except InfluxError as exc:
                 if not exc.retryable:
@@ -420,7 +479,9 @@ def run_job(
         if not complete and seen:
             flags = [f for f in str(summary.fields.get("flags", "")).split(",") if f]
             summary.fields["flags"] = ",".join([*flags, "incomplete_data"])
-        return [summary, *reps], alerts
+        # an alert the live path raised already (an episode of its own) is not raised twice
+        raised = set(d.get("live_alerts", []))
+        return [summary, *reps], [a for a in alerts if a.tags["kind"] not in raised]
     # a session: its trials' summaries are in InfluxDB already (jobs run in order)
     series = influx.query(
         f'SELECT "rep_count","kind" FROM "{DERIVED_RP}"."trial_summary" WHERE '

@@ -95,13 +95,19 @@ def test_live_alerts_only_where_due(plans):
     out2 = play(core, p2, gaps=p2.silent_s)  # with the thigh sensor's silence
     assert kinds(out1, "p001") == []
     assert [k for k, _t in kinds(out2, "p002")] == sorted(
-        ["pain_above_limit", "sensor_silent", "sway_above_baseline"]
+        ["loss_of_balance", "pain_above_limit", "sensor_silent", "sway_above_baseline"]
     )
+    # the step out of tandem stance is seen live, 6 s into the stage
+    lob = next(a for _s, _p, a in out2.alerts if a.tags["kind"] == "loss_of_balance")
+    tandem = next(t for t in p2.trials if t.exercise == "steadi_4stage/tandem")
+    assert (lob.t_ns - T0) / 1e9 == pytest.approx(tandem.start_s + 6.0, abs=0.3)
+    job = next(j for j in out2.jobs if j.payload.get("info", {}).get("trial") == tandem.id)
+    assert job.payload["live_alerts"] == ["loss_of_balance"]  # not raised again at the stop
     # every episode is opened and then closed, with its end
     for _s, _p, a in out2.alerts:
         assert a.tags["algorithm_version"]
     closed = [a for _s, _p, a in out2.alerts if not a.fields["active"]]
-    assert len(closed) == 3
+    assert len(closed) == 4
     assert all(a.fields["end_ns"] >= a.t_ns for a in closed)
     silent = next(a for a in closed if a.tags["kind"] == "sensor_silent")
     assert silent.fields["sensor"] == "p002-thigh"
@@ -133,13 +139,19 @@ def test_joint_live_follows_the_angle(plans):
     assert last.fields["max_rom_deg"] == 100.0
 
 
-@pytest.mark.parametrize("lead_s", [-3.0, 3.0])
+@pytest.mark.parametrize("lead_s", [-3.0, 0.5, 3.0])
 def test_events_ahead_of_or_behind_the_data(plans, ref2, lead_s):
-    """Frames and events travel apart: a few seconds either way change no trial."""
-    ref = ref2
+    """Frames and events travel apart. Trials (hence their summaries) do not change either
+    way. Events ahead of the data (the usual case: the console sends at once, frames wait
+    for their 100 ms batch) change nothing else either; events behind it let a trial's live
+    scores see the samples after its stop until the stop arrives."""
     got = play(WorkerCore(baseline=baseline), plans[1], lead_s=lead_s)
-    assert [j.payload for j in got.jobs] == [j.payload for j in ref.jobs]
-    assert [k for k, _t in kinds(got, "p002")] == [k for k, _t in kinds(ref, "p002")]
+    assert [j.payload["info"] if j.kind == "trial" else j.payload for j in got.jobs] == [
+        j.payload["info"] if j.kind == "trial" else j.payload for j in ref2.jobs
+    ]
+    if lead_s > 0:
+        assert [j.payload for j in got.jobs] == [j.payload for j in ref2.jobs]
+        assert [k for k, _t in kinds(got, "p002")] == [k for k, _t in kinds(ref2, "p002")]
 
 
 def test_state_handed_over_mid_trial(plans, ref2):
@@ -267,3 +279,22 @@ def test_duplicate_frames_and_status(plans):
 def test_job_payloads_are_plain_data(ref2):
     for j in ref2.jobs:
         assert Job(**json.loads(json.dumps(j.__dict__))) == j
+
+
+def test_a_whole_gateway_gone_quiet(plans):
+    """No frame from any sensor: the clock of arrivals notices what data time cannot."""
+    core = WorkerCore()
+    p = plans[0]
+    core.on_event(SITE, p.patient, session_events(p, T0)[0][1])  # session start
+    for short, segment, _side in PLACEMENT:
+        core.on_frame(SITE, p.patient, frame(p, short, segment, 0), arrival_s=100.0)
+    assert core.tick(106.0).alerts == []  # within 5 s + 2 s of margin
+    quiet = core.tick(108.0).alerts
+    assert sorted(a.fields["sensor"] for _s, _p, a in quiet) == sorted(
+        p.sensor(s) for s, _seg, _side in PLACEMENT
+    )
+    assert core.tick(109.0).alerts == []  # the same episodes
+    back = core.on_frame(SITE, p.patient, frame(p, "shank", "shank", 10), arrival_s=110.0)
+    assert [(a.fields["sensor"], a.fields["active"]) for _s, _p, a in back.alerts] == [
+        (p.sensor("shank"), False)
+    ]
