@@ -41,7 +41,7 @@ from poise.console import accounts, records
 from poise.console.bridge import Bridge, Fanout
 from poise.console.db import AGE_BANDS, SEXES, Audit, AuthSession, SessionRow, Staff, TrialRow
 from poise.console.live import LiveBoard
-from poise.core.clinical import CONDITIONS, EXERCISES, SEGMENTS, SIDES
+from poise.core.clinical import CONDITIONS, EXERCISES, SEGMENTS, SIDES, exercise_kind
 
 R = TypeVar("R", bound=Response)
 HERE = Path(__file__).parent
@@ -117,6 +117,7 @@ class Console:
         self.env.filters["exercise"] = exercise_label
         self.env.globals.update(
             duration=fmt_duration,
+            kind_of=exercise_kind,
             EXERCISES=EXERCISES,
             CONDITIONS=CONDITIONS,
             SIDES=SIDES,

@@ -76,7 +76,15 @@ def serve(
         log.warning("no --mqtt: sessions are recorded, their events wait in the outbox")
     log.info("poise console on http://%s:%d (site %s)", host, port, site)
     try:
-        uvicorn.run(console.app(), host=host, port=port, log_level="warning", access_log=False)
+        # open event streams never end by themselves: give them 2 s on shutdown
+        uvicorn.run(
+            console.app(),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
     finally:
         if console.bridge is not None:
             console.bridge.stop()
