@@ -45,7 +45,7 @@ demo: $(STAMP) services
 	$(BIN)/poise demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check poise collector analysis tests bench
+	$(BIN)/ruff check poise collector analysis dashboards tests bench
 	$(BIN)/mypy
 
 unit: $(STAMP)
