@@ -38,10 +38,17 @@ class DemoConsole:
 
 
 def start_demo_console(
-    root: Path, mqtt_host: str, mqtt_port: int, site: str, patients: list[str], port: int
+    root: Path,
+    mqtt_host: str,
+    mqtt_port: int,
+    site: str,
+    patients: list[str],
+    port: int,
+    mqtt_login: tuple[str, str] | None = None,
 ) -> DemoConsole:
     data = root / "console"
-    console = build(data, None, site, mqtt_host, mqtt_port)
+    user, pw = mqtt_login or (None, None)
+    console = build(data, None, site, mqtt_host, mqtt_port, user, pw)
     password = secrets.token_urlsafe(12)
     with console.db.begin() as db:
         try:

@@ -10,9 +10,6 @@ import threading
 import time
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from poise.core import derived, topics
 
 
@@ -20,11 +17,17 @@ class Feeder:
     """Publishes a knee-flexion trial at 20 Hz (angle, repetitions with verdicts) or a
     balance trial at 10 Hz (sway trace, 1 Hz sway RMS), with device status and an alert."""
 
-    def __init__(self, host: str, port: int, site: str, patient: str) -> None:
+    def __init__(self, stack: Any, site: str, patient: str) -> None:
         self.site, self.patient = site, patient
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-feed-{patient}")
-        self.client.connect(host, port)
+        info = stack.info()
+        # logged in as the worker (reads session events, publishes metrics and alerts) and,
+        # for device status, as the site's gateway: the broker's ACL allows nothing else
+        self.client = stack.mqtt_client("worker", client_id=f"test-feed-{patient}")
+        self.client.connect(info.mqtt_host, info.mqtt_port)
         self.client.loop_start()
+        self.gateway = stack.mqtt_client("gateway", site, client_id=f"test-gw-{patient}")
+        self.gateway.connect(info.mqtt_host, info.mqtt_port)
+        self.gateway.loop_start()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.published = 0
@@ -40,7 +43,7 @@ class Feeder:
             "battery_pct": battery_pct,
             "rate_hz": 100.0,
         }
-        self.client.publish(
+        self.gateway.publish(
             topics.status(self.site, sensor), json.dumps(doc), qos=1, retain=True
         ).wait_for_publish(5)
 
@@ -197,5 +200,6 @@ class Feeder:
 
     def close(self) -> None:
         self.stop()
-        self.client.loop_stop()
-        self.client.disconnect()
+        for c in (self.client, self.gateway):
+            c.disconnect()
+            c.loop_stop()

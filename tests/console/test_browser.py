@@ -90,7 +90,7 @@ def test_a_live_session_in_the_browser(stack, tmp_path: Path, browser) -> None:
     data.mkdir()
     add_user(data, "anna", "therapist")
     add_user(data, "root", "admin")
-    feeder = Feeder(info.mqtt_host, info.mqtt_port, SITE, "p001")
+    feeder = Feeder(stack, SITE, "p001")
     with console_process(data, info.mqtt_host, info.mqtt_port) as url:
         ctx = browser.new_context(viewport={"width": 1280, "height": 900})
         page = ctx.new_page()
