@@ -53,6 +53,8 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
 
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+
 
 @dataclass
 class ConsoleConfig:
@@ -143,7 +145,7 @@ class Console:
 
     @staticmethod
     def secure(resp: R) -> R:
-        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers.setdefault("Content-Security-Policy", CSP)
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["X-Frame-Options"] = "DENY"
         resp.headers["Referrer-Policy"] = "no-referrer"
@@ -446,7 +448,10 @@ class Console:
         except Exception as exc:  # the report reads InfluxDB: say what failed, never crash
             return self.refuse(request, login, 502, "The report could not be made", str(exc))
         accounts.audit(login.db, login.staff.id, "view_report", pid)
-        return HTMLResponse(html)
+        resp = HTMLResponse(html)
+        # the report is one self-contained document: inline styles and SVG, no script
+        resp.headers["Content-Security-Policy"] = REPORT_CSP
+        return resp
 
     # --- sessions
     async def session_start(self, request: Request, login: Login) -> Response:

@@ -60,7 +60,9 @@ def add_user(data: Path, name: str, role: str) -> None:
 
 
 @contextlib.contextmanager
-def console_process(data: Path, mqtt_host: str, mqtt_port: int, site: str = SITE) -> Iterator[str]:
+def console_process(
+    data: Path, mqtt_host: str, mqtt_port: int, site: str = SITE, influx_url: str | None = None
+) -> Iterator[str]:
     """``poise console`` on a free loopback port; yields its base URL."""
     port = free_port()
     log = (data / "console.log").open("w")
@@ -78,6 +80,7 @@ def console_process(data: Path, mqtt_host: str, mqtt_port: int, site: str = SITE
             f"{mqtt_host}:{mqtt_port}",
             "--site",
             site,
+            *(("--influx", influx_url) if influx_url else ()),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -91,7 +91,7 @@ def test_a_live_session_in_the_browser(stack, tmp_path: Path, browser) -> None:
     add_user(data, "anna", "therapist")
     add_user(data, "root", "admin")
     feeder = Feeder(stack, SITE, "p001")
-    with console_process(data, info.mqtt_host, info.mqtt_port) as url:
+    with console_process(data, info.mqtt_host, info.mqtt_port, influx_url=info.influx_url) as url:
         ctx = browser.new_context(viewport={"width": 1280, "height": 900})
         page = ctx.new_page()
         errors: list[str] = []
@@ -237,6 +237,12 @@ def test_a_live_session_in_the_browser(stack, tmp_path: Path, browser) -> None:
         )
         stop = next(e for e in feeder.events if e["type"] == "session_stop")
         assert (stop["pain_0_10"], stop["fatigue_borg"]) == (3, 12)
+
+        # the patient's progress report, made by poise.report from the derived data
+        page.get_by_role("link", name="Progress report").click()
+        page.wait_for_load_state()
+        shot(page, "report")
+        assert "p001" in page.content()
 
         # another role's page
         page.goto(f"{url}/admin/audit")
