@@ -110,6 +110,9 @@ def test_a_live_session_in_the_browser(stack, tmp_path: Path, browser) -> None:
 
         # a patient with the simulator's sensor ids, and a prescription saved from the form
         add_patient(page, url, "p001")
+        page.goto(f"{url}/patients")
+        shot(page, "patients")
+        page.goto(f"{url}/patients/p001")
         page.get_by_text("Edit the prescription (TOML)").click() if not page.locator(
             "#rx-toml"
         ).is_visible() else None
