@@ -14,7 +14,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip b
 
 # a system user that may use BlueZ (group bluetooth) and nothing else
 id poise-gateway >/dev/null 2>&1 || \
-  useradd --system --no-create-home --home-dir /var/lib/poise-gateway \
+  useradd --system --no-create-home --home-dir /var/lib/poise \
           --shell /usr/sbin/nologin --groups bluetooth poise-gateway
 
 # poise from a wheel built here, into its own virtual environment (upgrades: run again)
@@ -34,7 +34,7 @@ install -d -m 0755 /etc/poise
 
 install -m 0644 "$here/poise-gateway.service" /etc/systemd/system/poise-gateway.service
 systemctl daemon-reload
-echo "installed. Next: edit /etc/poise/gateway.toml (spool path: /var/lib/poise-gateway/spool.db),"
+echo "installed. Next: edit /etc/poise/gateway.toml (site, gateway id, broker host and port 8883, sensors),"
 echo "/etc/poise/gateway.env, /etc/poise/ca.crt, /etc/poise/gateway-mqtt-password; then"
 echo "  /opt/poise/venv/bin/poise scan        # find the sensors' addresses"
 echo "  systemctl enable --now poise-gateway"

@@ -54,7 +54,7 @@ def test_unit_runs_the_collector_unprivileged_with_a_credential() -> None:
     assert s["Restart"] == ["always"]
     assert s["NoNewPrivileges"] == ["yes"]
     assert s["ProtectSystem"] == ["strict"]
-    assert s["StateDirectory"] == ["poise-gateway"]
+    assert s["StateDirectory"] == ["poise"]  # the example config spools in /var/lib/poise
     env = (GATEWAY / "gateway.env.example").read_text(encoding="utf-8")
     assert "PASSWORD" not in env.replace("gateway-mqtt-password", "")
 
