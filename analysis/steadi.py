@@ -15,6 +15,8 @@ a gentle high-pass against drift. Pure: arrays in, results out.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,35 +73,74 @@ class FourStageParams:
     loss_of_balance: LossOfBalanceParams = field(default_factory=LossOfBalanceParams)
 
 
+def check_stages(stages: list[Stage]) -> None:
+    """The stages as the test is run: each named once, in the test's order, starting with
+    feet together, none skipped, each after the previous one ends."""
+    if not stages:
+        raise ValueError("no stages given: the 4-stage test starts with feet_together")
+    for st in stages:
+        if st.name not in FOUR_STAGES:
+            raise ValueError(f"stage {st.name!r} is not one of {', '.join(FOUR_STAGES)}")
+        if not st.end_s > st.start_s:
+            raise ValueError(f"stage {st.name}: its end ({st.end_s:g} s) is not after its start")
+    names = [st.name for st in stages]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise ValueError(f"stage {name} is given {names.count(name)} times; once each")
+    expected = list(FOUR_STAGES[: len(names)])
+    if names != expected:
+        raise ValueError(
+            f"stages out of order: the test runs {', '.join(FOUR_STAGES)} and stops at the "
+            f"first failure; given {', '.join(names)}"
+        )
+    for a, b in itertools.pairwise(stages):
+        if b.start_s < a.end_s - 1e-9:
+            raise ValueError(f"stage {b.name} starts before {a.name} ends")
+
+
 def four_stage(
     time_s: Array,
     acc: Array,
-    gyr: Array,
+    gyr: Array | None,
     stages: list[Stage],
     params: FourStageParams | None = None,
 ) -> dict[str, Any]:
+    """Hold time, pass/fail and sway per stage, and the tandem verdict.
+
+    The verdict needs the test to have been run as far as the tandem stance or to a failure
+    before it: a list of stages that all passed but stops before tandem was not a complete
+    test and gets no verdict (``ValueError``), as do stages out of order or repeated."""
     p = params or FourStageParams()
+    check_stages(stages)
     results: list[dict[str, Any]] = []
     failed = False
     for st in stages:
-        if st.name not in FOUR_STAGES:
-            raise ValueError(f"stage {st.name!r} is not one of {FOUR_STAGES}")
         if failed:
             results.append({"stage": st.name, "attempted": False})
             continue
         sel = (time_s >= st.start_s) & (time_s < st.end_s)
-        t, a, g = time_s[sel], acc[sel], gyr[sel]
+        t, a = time_s[sel], acc[sel]
+        g = None if gyr is None else gyr[sel]
         if len(t) < 10:
-            raise ValueError(f"stage {st.name}: no data between {st.start_s} and {st.end_s} s")
+            raise ValueError(f"stage {st.name}: no data between {st.start_s:g} and {st.end_s:g} s")
         lob = loss_of_balance(t, a, g, p.sway.ap_axis, p.loss_of_balance)
         end = min(st.end_s, lob) if lob is not None else min(st.end_s, float(t[-1]) + (t[1] - t[0]))
         hold = end - st.start_s
         passed = hold >= p.hold_s - 1e-9
         held = t < end
         sway = None
-        if held.sum() > 30:
-            res = analyze_trial(t[held], a[held], g[held], p.sway)
+        sway_quality = None
+        min_len = 3 * (2 * p.sway.filter_order + 1)
+        if held.sum() > max(30, min_len):
+            res = analyze_trial(
+                t[held],
+                a[held],
+                None if g is None else g[held],
+                p.sway,
+                condition={"stance": st.name},
+            )
             sway = res.metrics
+            sway_quality = res.quality.as_dict()
         results.append(
             {
                 "stage": st.name,
@@ -108,13 +149,25 @@ def four_stage(
                 "passed": passed,
                 "loss_of_balance_s": None if lob is None else round(lob - st.start_s, 3),
                 "sway": sway,
+                "sway_quality": sway_quality,
+                "condition": {"stance": st.name},
             }
         )
         failed = not passed
+    names = [r["stage"] for r in results]
+    tandem_at = FOUR_STAGES.index("tandem")
+    if "tandem" not in names and not failed:
+        raise ValueError(
+            "the test stopped before the tandem stance without a failed stage: no verdict "
+            "(give the tandem stage, or the stage that failed)"
+        )
     tandem = next((r for r in results if r["stage"] == "tandem"), None)
-    tandem_short = (
-        tandem is None or not tandem.get("attempted") or float(tandem["hold_s"]) < p.hold_s
-    )
+    # the tandem stance not held 10 s: held shorter, or not reached because an easier
+    # stance failed first
+    if tandem is not None and tandem["attempted"]:
+        tandem_short = float(tandem["hold_s"]) < p.hold_s - 1e-9
+    else:
+        tandem_short = any(not r["passed"] for r in results[:tandem_at] if r.get("attempted"))
     return {
         "test": "steadi_4stage",
         "stages": results,
@@ -147,6 +200,7 @@ class TrunkMotion:
     yaw_rate_rad_s: Array  # about earth's vertical
     gyr_norm_rad_s: Array
     rest: npt.NDArray[np.bool_]  # the trunk is still
+    acc_dev_m_s2: Array  # | |a| - g |, low-passed: the trunk accelerating
 
 
 def _moving_mean(x: Array, n: int) -> Array:
@@ -188,7 +242,8 @@ def trunk_motion(
     vel[rest] = 0.0
     z = integrate.cumulative_trapezoid(vel, time_s, initial=0.0)
     yaw = signal.sosfiltfilt(lp, gyr_e[:, 2], padlen=pad)
-    return TrunkMotion(time_s, vel, z, yaw, gn, rest)
+    dev = np.abs(signal.sosfiltfilt(lp, anorm - G, padlen=pad))
+    return TrunkMotion(time_s, vel, z, yaw, gn, rest, dev)
 
 
 @dataclass(frozen=True)
@@ -224,6 +279,7 @@ def stand_peaks(motion: TrunkMotion, params: RiseParams | None = None) -> tuple[
 @dataclass(frozen=True)
 class ChairStandParams:
     test_s: float = 30.0
+    halfway: float = 0.5  # a rise under way at the end counts when past this share of a stand
     rise: RiseParams = field(default_factory=RiseParams)
     vertical: VerticalParams = field(default_factory=VerticalParams)
 
@@ -238,16 +294,41 @@ def chair_stand(
     age_years: int | None = None,
     sex: str | None = None,
 ) -> dict[str, Any]:
-    """Full stands reached within ``test_s`` of ``start_s`` (default: the recording start)."""
+    """Full stands reached within ``test_s`` of ``start_s`` (on ``time_s``; default: the
+    recording's start). As the CDC instructions say, a stand under way at the end of the 30 s
+    counts when the patient is more than halfway up: the trunk is rising towards a full stand
+    reached after the end, and its height at the end is past ``halfway`` of that rise."""
     p = params or ChairStandParams()
+    t0 = float(time_s[0]) if start_s is None else start_s
+    if not time_s[0] - 1e-9 <= t0 < time_s[-1]:
+        raise ValueError(
+            f"the start time {t0 - float(time_s[0]):.4g} s is outside the recording "
+            f"(0-{float(time_s[-1] - time_s[0]):.4g} s)"
+        )
+    t_end = t0 + p.test_s
     motion = trunk_motion(time_s, acc, gyr, p.vertical)
     peaks, rises = stand_peaks(motion, p.rise)
-    t0 = float(time_s[0]) if start_s is None else start_s
-    times = [float(time_s[i]) - t0 for i in peaks if 0 <= time_s[i] - t0 <= p.test_s]
+    z = motion.vertical_position_m
+    within = [int(i) for i in peaks if t0 <= time_s[i] <= t_end]
+    times = [float(time_s[i]) - t0 for i in within]
+    halfway = False
+    after = [int(i) for i in peaks if time_s[i] > t_end]
+    i_end = int(np.searchsorted(time_s, t_end))
+    if after and i_end < len(time_s):
+        nxt = after[0]
+        prev = within[-1] if within else int(np.searchsorted(time_s, t0))
+        seat = prev + int(np.argmin(z[prev : nxt + 1]))  # the sit between the two stands
+        if time_s[seat] < t_end:
+            share = float((z[i_end] - z[seat]) / (z[nxt] - z[seat]))
+            halfway = share > p.halfway
+    short = bool(time_s[-1] < t_end - 1e-9)
+    flags: dict[str, bool | None] = {"recording_shorter_than_test": short}
     out: dict[str, Any] = {
         "test": "chair_stand_30s",
-        "stands": len(times),
+        "stands": len(times) + int(halfway),
         "stand_times_s": [round(t, 2) for t in times],
+        "halfway_stand_at_end": halfway,
+        "start_s": round(t0 - float(time_s[0]), 3),
         "rises_m": [round(float(r), 3) for r in rises],
         "algorithm_version": ALGORITHM_VERSION,
         "params": asdict(p),
@@ -255,7 +336,11 @@ def chair_stand(
     if age_years is not None and sex is not None:
         norm = chair_stand_norm(age_years, sex)
         out["norm_below"] = norm
-        out["flags"] = {"below_norm": norm is not None and len(times) < norm}
+        if norm is None or out["stands"] >= norm:
+            flags["below_norm"] = False
+        else:  # a recording that ends early may have missed stands: no verdict
+            flags["below_norm"] = None if short else True
+    out["flags"] = flags
     return out
 
 
@@ -264,9 +349,9 @@ def chair_stand(
 
 @dataclass(frozen=True)
 class TugParams:
-    turn_rate_rad_s: float = 0.6
-    min_turn_rad: float = np.pi / 2
-    turn_edge_fraction: float = 0.1
+    turn_rate_rad_s: float = 0.6  # a turn: yaw rate above this ...
+    min_turn_rad: float = np.pi / 2  # ... turning at least this far in all
+    turn_edge_fraction: float = 0.1  # first guess of its edges: rate at this share of its peak
     rise: RiseParams = field(default_factory=RiseParams)
     vertical: VerticalParams = field(default_factory=VerticalParams)
 
@@ -280,6 +365,49 @@ def _segments(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     ]
 
 
+def _min_jerk(x: Array) -> Array:
+    s = np.clip(x, 0.0, 1.0)
+    out: Array = 10 * s**3 - 15 * s**4 + 6 * s**5
+    return out
+
+
+@dataclass(frozen=True)
+class Turn:
+    start_s: float
+    end_s: float
+    angle_rad: float  # signed: positive counter-clockwise seen from above
+
+
+def fit_turn(time_s: Array, heading_rad: Array, start_s: float, end_s: float) -> Turn:
+    """A turn as a minimum-jerk change of heading (the shape of heading changes in
+    goal-directed walking, Pham et al. 2007, Eur J Neurosci 26:2391), fitted by least
+    squares to the heading over the window given, with a linear trend for gyro bias and
+    the walk's own heading drift. The turn's start and end are the model's: the slow tails
+    of a real turn, which no threshold on the rate finds, are where the model puts them."""
+    from scipy import optimize
+
+    tc = 0.5 * (start_s + end_s)
+
+    def residual(x: Array) -> Array:
+        t0, dur = float(x[0]), max(float(x[1]), 0.05)
+        basis = np.column_stack([np.ones_like(time_s), time_s - tc, _min_jerk((time_s - t0) / dur)])
+        coef, *_ = np.linalg.lstsq(basis, heading_rad, rcond=None)
+        r: Array = basis @ coef - heading_rad
+        return r
+
+    span = end_s - start_s
+    sol = optimize.least_squares(
+        residual,
+        x0=np.array([start_s - 0.12 * span, span * 1.25]),
+        bounds=([time_s[0] - span, 0.1 * span], [end_s, 4.0 * span + 1.0]),
+        x_scale=np.array([0.2, 0.2]),
+    )
+    t0, dur = float(sol.x[0]), float(sol.x[1])
+    basis = np.column_stack([np.ones_like(time_s), time_s - tc, _min_jerk((time_s - t0) / dur)])
+    coef, *_ = np.linalg.lstsq(basis, heading_rad, rcond=None)
+    return Turn(t0, t0 + dur, float(coef[2]))
+
+
 def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) -> dict[str, Any]:
     p = params or TugParams()
     m = trunk_motion(time_s, acc, gyr, p.vertical)
@@ -290,33 +418,44 @@ def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) 
     end = int(rests[-1][0]) if rests and rests[-1][1] == len(time_s) else len(time_s) - 1
     if end <= onset:
         raise ValueError("no movement between the seated rests: is this a Timed Up and Go?")
-    # The rest test looks at a centred window, so its edges sit up to half a window off the
-    # movement: refine them to where the trunk's rotation crosses the rest threshold.
+    # The rest test looks at a window, so its edges lag the movement by up to a window:
+    # refine them to where the trunk's rotation or acceleration crosses the rest thresholds.
     fs = 1.0 / float(np.median(np.diff(time_s)))
-    half = round(p.vertical.rest_window_s * fs / 2)
-    moving = m.gyr_norm_rad_s > p.vertical.rest_gyr_rad_s
-    lo, hi = max(onset - half, 0), min(onset + half, len(time_s))
+    w = round(p.vertical.rest_window_s * fs)
+    moving = (m.gyr_norm_rad_s > p.vertical.rest_gyr_rad_s) | (
+        m.acc_dev_m_s2 > p.vertical.rest_acc_m_s2
+    )
+    lo, hi = max(onset - w // 2, 0), min(onset + w, len(time_s))
     if moving[lo:hi].any():
         onset = lo + int(np.argmax(moving[lo:hi]))
-    lo, hi = max(end - half, 0), min(end + half, len(time_s))
+    lo, hi = max(end - w, 0), min(end + w // 2, len(time_s))
     if moving[lo:hi].any():
         end = lo + int(np.flatnonzero(moving[lo:hi])[-1]) + 1
+    end = min(end, len(time_s) - 1)
     v = m.vertical_velocity_m_s
+    t = time_s
     # turns: sustained yaw rate, at least min_turn_rad in all
-    turns: list[tuple[int, int, float]] = []
     rate = np.abs(m.yaw_rate_rad_s)
+    heading = integrate.cumulative_trapezoid(m.yaw_rate_rad_s, time_s, initial=0.0)
+    guesses: list[tuple[int, int]] = []
     for seg_a, seg_b in _segments(rate > p.turn_rate_rad_s):
-        # a turn starts and ends where its rate falls below a small share of its peak
         low = p.turn_edge_fraction * float(rate[seg_a:seg_b].max())
         a, b = seg_a, seg_b
         while a > 0 and rate[a - 1] > low:
             a -= 1
         while b < len(rate) and rate[b] > low:
             b += 1
-        angle = abs(float(integrate.trapezoid(m.yaw_rate_rad_s[a:b], time_s[a:b])))
-        if angle >= p.min_turn_rad and not (turns and a <= turns[-1][1]):
-            turns.append((a, b, angle))
-    t = time_s
+        angle = abs(float(heading[min(b, len(t) - 1)] - heading[a]))
+        if angle >= p.min_turn_rad and not (guesses and a <= guesses[-1][1]):
+            guesses.append((a, b))
+    turns: list[Turn] = []
+    for i, (a, b) in enumerate(guesses):
+        # fit over the turn and as long again either side, short of the neighbouring turns
+        span = b - a
+        lo = max(onset, a - span, guesses[i - 1][1] if i else 0)
+        hi = min(end + 1, b + span, guesses[i + 1][0] if i + 1 < len(guesses) else len(t))
+        turn = fit_turn(t[lo:hi], heading[lo:hi], float(t[a]), float(t[min(b, len(t) - 1)]))
+        turns.append(Turn(max(turn.start_s, float(t[lo])), turn.end_s, turn.angle_rad))
     duration = float(t[end] - t[onset])
     out: dict[str, Any] = {
         "test": "tug",
@@ -330,13 +469,20 @@ def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) 
     up = onset + int(np.argmax(v[onset:end] > 0.2))
     risen = up + int(np.argmax(v[up:end] < 0.05))
     if len(turns) >= 2:
-        (t1a, t1b, a1), (t2a, _t2b, a2) = turns[0], turns[-1]
+        first, last = turns[0], turns[-1]
         out["phases_s"] = {
             "sit_to_stand": round(float(t[risen] - t[onset]), 2),
-            "walk_out": round(float(t[t1a] - t[risen]), 2),
-            "turn": round(float(t[t1b] - t[t1a]), 2),
-            "walk_back": round(float(t[t2a] - t[t1b]), 2),
-            "turn_to_sit": round(float(t[end] - t[t2a]), 2),
+            "walk_out": round(first.start_s - float(t[risen]), 2),
+            "turn": round(first.end_s - first.start_s, 2),
+            "walk_back": round(last.start_s - first.end_s, 2),
+            "turn_to_sit": round(float(t[end]) - last.start_s, 2),
         }
-        out["turn_angles_deg"] = [round(float(np.degrees(a1)), 1), round(float(np.degrees(a2)), 1)]
+        out["turn_angles_deg"] = [
+            round(abs(math.degrees(first.angle_rad)), 1),
+            round(abs(math.degrees(last.angle_rad)), 1),
+        ]
+    else:
+        out["phases_s"] = None
+        out["not_computed"] = ["phases_s", "turn_angles_deg"]
+        out["quality_flags"] = ["turns_not_found"]
     return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ import numpy.typing as npt
 from scipy import signal
 
 from poise.core.channels import G
+from poise.core.clinical import CONDITIONS
+from poise.core.derived import SWAY_METRIC_FIELDS
 
 Array = npt.NDArray[np.float64]
 ALGORITHM_VERSION = "sway-1.0"
@@ -211,11 +214,12 @@ def _moving_rms(x: Array, n: int) -> Array:
 def loss_of_balance(
     time_s: Array,
     acc: Array,
-    gyr: Array,
+    gyr: Array | None,
     ap_axis: str,
     params: LossOfBalanceParams | None = None,
 ) -> float | None:
-    """Time (s, on ``time_s``) of the first loss-of-balance event, or None."""
+    """Time (s, on ``time_s``) of the first loss-of-balance event, or None. Without a
+    gyroscope (``gyr`` None) only the acceleration is looked at."""
     p = params or LossOfBalanceParams()
     fs = 1.0 / float(np.median(np.diff(time_s)))
     n = max(1, round(p.window_s * fs))
@@ -223,8 +227,12 @@ def loss_of_balance(
     h = np.column_stack([acc @ axes.ap, acc @ axes.ml])
     h = h - np.median(h, axis=0)
     acc_level = _moving_rms(np.hypot(h[:, 0], h[:, 1]), n)
-    gyr_level = _moving_rms(np.linalg.norm(gyr - np.median(gyr, axis=0), axis=1), n)
     acc_thr = max(p.factor * float(np.median(acc_level)), p.min_acc_m_s2)
+    if gyr is None:
+        w = np.zeros(len(time_s))
+    else:
+        w = np.linalg.norm(gyr - np.median(gyr, axis=0), axis=1)
+    gyr_level = _moving_rms(w, n)
     gyr_thr = max(p.factor * float(np.median(gyr_level)), p.min_gyr_rad_s)
     hits = np.flatnonzero((acc_level > acc_thr) | (gyr_level > gyr_thr))
     if not hits.size:
@@ -233,43 +241,76 @@ def loss_of_balance(
     # within half a window of the first window that sees it.
     c = int(hits[0])
     lo, hi = max(0, c - n // 2), min(len(time_s), c + n // 2 + 1)
-    inst = (np.hypot(h[lo:hi, 0], h[lo:hi, 1]) > acc_thr) | (
-        np.linalg.norm(gyr[lo:hi] - np.median(gyr, axis=0), axis=1) > gyr_thr
-    )
+    inst = (np.hypot(h[lo:hi, 0], h[lo:hi, 1]) > acc_thr) | (w[lo:hi] > gyr_thr)
     first = lo + int(np.argmax(inst)) if inst.any() else c
     return float(time_s[first])
 
 
 @dataclass(frozen=True)
 class Quality:
+    """Per-trial quality. ``duration_s`` is the elapsed time the samples cover (last minus
+    first timestamp, plus one sample period), so lost samples do not shorten it."""
+
     duration_s: float
     sample_loss_pct: float
     clipping: bool
     too_short: bool
     loss_of_balance_s: float | None  # time from the trial start, or None
+    not_computed: tuple[str, ...] = ()  # metrics the trial cannot give (reported as null)
+    flags: tuple[str, ...] = ()  # every flag that applies, as ids
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["not_computed"] = list(self.not_computed)
+        d["flags"] = list(self.flags)
+        return d
+
+
+def elapsed_s(time_s: Array) -> float:
+    """The time the samples cover: last minus first timestamp plus one (median) period."""
+    return float(time_s[-1] - time_s[0]) + float(np.median(np.diff(time_s)))
 
 
 def quality(
     time_s: Array,
     acc: Array,
-    gyr: Array,
+    gyr: Array | None,
     params: SwayParams,
     lob: LossOfBalanceParams | None = None,
+    *,
+    metrics: dict[str, float] | None = None,
+    input_flags: tuple[str, ...] = (),
 ) -> Quality:
     fs = 1.0 / float(np.median(np.diff(time_s)))
     span = time_s[-1] - time_s[0]
     expected = round(span * fs) + 1
     loss = max(0.0, 100.0 * (1.0 - len(time_s) / expected))
     lob_t = loss_of_balance(time_s, acc, gyr, params.ap_axis, lob)
+    duration = elapsed_s(time_s)
+    clipping = _clipped(acc) or (gyr is not None and _clipped(gyr, floor=3.0))
+    too_short = duration < params.min_duration_s - 1e-9
+    not_computed = tuple(k for k, v in (metrics or {}).items() if not math.isfinite(v))
+    flags = [
+        f
+        for f, on in (
+            ("too_short", too_short),
+            ("clipping", clipping),
+            ("sample_loss", loss > 0),
+            ("loss_of_balance", lob_t is not None),
+            ("not_computed", bool(not_computed)),
+            ("no_gyroscope", gyr is None),
+        )
+        if on
+    ]
+    flags += [f for f in input_flags if f not in flags]
     return Quality(
-        duration_s=float(len(time_s) / fs),
+        duration_s=round(duration, 6),
         sample_loss_pct=round(loss, 3),
-        clipping=_clipped(acc) or _clipped(gyr, floor=3.0),
-        too_short=len(time_s) / fs < params.min_duration_s,
+        clipping=clipping,
+        too_short=too_short,
         loss_of_balance_s=None if lob_t is None else lob_t - float(time_s[0]),
+        not_computed=not_computed,
+        flags=tuple(flags),
     )
 
 
@@ -289,6 +330,29 @@ def _clipped(x: Array, floor: float = 1.5 * G, run: int = 3) -> bool:
     return False
 
 
+SWAY_CONDITION_KEYS: dict[str, tuple[str, ...]] = {
+    **CONDITIONS,
+    "stance": ("feet_together", "semi_tandem", "tandem", "single_leg", "feet_apart"),
+}
+
+
+def check_condition(condition: Mapping[str, str] | None) -> dict[str, str]:
+    """A sway condition (eyes, surface, stance) checked against the clinical vocabulary."""
+    out: dict[str, str] = {}
+    for key, value in (condition or {}).items():
+        allowed = SWAY_CONDITION_KEYS.get(key)
+        if allowed is None:
+            raise ValueError(
+                f"condition {key!r} is not one of {', '.join(sorted(SWAY_CONDITION_KEYS))}"
+            )
+        if value not in allowed:
+            raise ValueError(
+                f"condition {key} must be one of {', '.join(allowed)}; found {value!r}"
+            )
+        out[key] = value
+    return out
+
+
 @dataclass
 class SwayResult:
     metrics: dict[str, float]
@@ -299,21 +363,40 @@ class SwayResult:
     condition: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """Metrics by their plain names (non-finite as None), with the context to read them:
+        algorithm version, rate, quality, parameters and the trial's condition."""
         return {
-            **self.metrics,
+            **{k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()},
             "algorithm_version": self.algorithm_version,
             "sampling_rate_hz": self.fs_hz,
             "quality": self.quality.as_dict(),
             "params": {**asdict(self.params), "band_hz": list(self.params.band_hz)},
-            **({"condition": self.condition} if self.condition else {}),
+            "condition": dict(self.condition),
+        }
+
+    def fields(self) -> dict[str, float | None]:
+        """The metrics under their stored names, units in the names (``rms_m_s2``...)."""
+        return {
+            SWAY_METRIC_FIELDS[k]: (v if math.isfinite(v) else None)
+            for k, v in self.metrics.items()
         }
 
 
 def analyze_trial(
-    time_s: Array, acc: Array, gyr: Array, params: SwayParams | None = None
+    time_s: Array,
+    acc: Array,
+    gyr: Array | None,
+    params: SwayParams | None = None,
+    *,
+    condition: Mapping[str, str] | None = None,
+    input_flags: tuple[str, ...] = (),
 ) -> SwayResult:
-    """The whole per-trial analysis: preprocessing, every metric, quality flags."""
+    """The whole per-trial analysis: preprocessing, every metric, quality flags. ``gyr`` may
+    be None (an accelerometer-only device): loss of balance then uses acceleration only and
+    the result is flagged ``no_gyroscope``. ``input_flags`` (e.g. from
+    ``analysis.plausibility``) are carried into the quality flags."""
     p = params or SwayParams()
+    cond = check_condition(condition)
     if len(time_s) < 4:
         raise ValueError(f"{len(time_s)} samples are too few for a sway trial")
     fs = 1.0 / float(np.median(np.diff(time_s)))
@@ -323,8 +406,14 @@ def analyze_trial(
             f"{len(time_s)} samples are too few for the {p.lowpass_hz} Hz filter "
             f"(need more than {min_len})"
         )
+    if fs <= 2 * p.lowpass_hz:
+        raise ValueError(
+            f"the sampling rate {fs:.4g} Hz is too low for the {p.lowpass_hz} Hz low-pass"
+        )
     a_ap, a_ml = preprocess(acc, fs, p)
-    return SwayResult(sway_metrics(a_ap, a_ml, fs, p), quality(time_s, acc, gyr, p), fs, p)
+    metrics = sway_metrics(a_ap, a_ml, fs, p)
+    q = quality(time_s, acc, gyr, p, metrics=metrics, input_flags=input_flags)
+    return SwayResult(metrics, q, fs, p, condition=cond)
 
 
 class LiveSway:

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from poise.core import topics, wire
 from poise.core.influx import InfluxV1, frame_lines, tags_for
@@ -71,13 +69,14 @@ def ingest_round(
     info = stack.info()
     client_id = f"bench-ingest-{seed}"
     # 1. create the ingest's session, then leave: the broker queues for it from now on
-    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id=client_id)
+    login = stack.mqtt_kwargs("ingest")
+    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id=client_id, **login)
     ing.start()
     ing.subscribed.wait(10)
     ing.stop()
     # 2. queue the frames at the broker
     frames = make_frames(n_samples, sensors, t0_ns, seed)
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub = stack.mqtt_client("gateway", "bench")  # a gateway of the site in the topics
     pub.max_inflight_messages_set(1000)
     pub.connect(info.mqtt_host, info.mqtt_port)
     pub.loop_start()
@@ -91,7 +90,7 @@ def ingest_round(
     assert before == 0
     # 3. the ingest comes back and drains the queue into InfluxDB
     start = time.perf_counter()
-    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id=client_id)
+    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id=client_id, **login)
     ing.start()
     while ing.stats.samples_written < n_samples:
         time.sleep(0.01)
@@ -109,9 +108,8 @@ def main() -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sensors", type=int, default=30)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d, LocalStack(Path(d)) as stack:
-        info = stack.info()
-        influx = InfluxV1(info.influx_url, info.database)
+    with tempfile.TemporaryDirectory() as d, LocalStack(Path(d), sites=["bench"]) as stack:
+        influx = stack.influx_client("admin")
         influx.ensure_schema()
         t0 = time.time_ns() - 3600 * 10**9
         # warm-up: the first writes to a new shard are slower than the rest

@@ -19,53 +19,45 @@ import contextlib
 import logging
 import statistics
 import time
-import tomllib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
-from bleak.exc import BleakError
+from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 from bleak_retry_connector import establish_connection
 
 from collector import profiles
+from collector.clock import HostTime
+from collector.config import (
+    GatewayConfig,
+    GatewayConfigError,
+    SensorSpec,
+    SupervisorParams,
+    load_gateway_config,
+)
 from collector.pipeline import SensorPipeline
 from collector.profiles import Profile
 from poise.core import topics, wire
 
 log = logging.getLogger("poise.collector.ble")
+ConfigError = GatewayConfigError  # the config loader lives in collector.config (no bleak there)
+__all__ = [
+    "BluetoothUnavailableError",
+    "ConfigError",
+    "Gateway",
+    "GatewayConfig",
+    "SensorSession",
+    "SensorSpec",
+    "SensorStats",
+    "SupervisorParams",
+    "load_gateway_config",
+    "scan",
+]
 BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
-
-
-class ConfigError(ValueError):
-    """A gateway config that cannot be used; the message names file, field, expected, found."""
-
-
-@dataclass(frozen=True)
-class SensorSpec:
-    sensor_id: str  # pseudonymous, used in topics
-    patient: str  # pseudonymous
-    profile: str
-    address: str | None = None  # BLE address; or
-    name: str | None = None  # the advertised name
-    rate_hz: int | None = None  # default: the profile's
-    settings: dict[str, str] = field(default_factory=dict)
-    channels: tuple[str, ...] | None = None  # default: all of the profile's
-    placement: str | None = None
-
-
-@dataclass(frozen=True)
-class SupervisorParams:
-    stall_s: float = 3.0  # no notification for this long while connected: reconnect
-    reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    connect_attempts: int = 3  # per establish_connection call
-    scan_timeout_s: float = 10.0
-    status_every_s: float = 5.0
 
 
 @dataclass
@@ -96,142 +88,15 @@ class SensorStats:
         }
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    site: str
-    gateway_id: str
-    mqtt_host: str
-    mqtt_port: int
-    spool_path: Path
-    sensors: tuple[SensorSpec, ...]
-    supervision: SupervisorParams = field(default_factory=SupervisorParams)
+class BluetoothUnavailableError(RuntimeError):
+    """No Bluetooth stack to talk to: no adapter, BlueZ not running, no D-Bus, no permission.
+    Retrying cannot help, so the gateway stops and says so."""
 
 
-def load_gateway_config(path: Path | str) -> GatewayConfig:
-    path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-    def need(
-        table: dict[str, Any],
-        key: str,
-        kind: type | tuple[type, ...],
-        where: str,
-        expected: str,
-        default: Any = ...,
-    ) -> Any:
-        if key not in table:
-            if default is ...:
-                raise ConfigError(
-                    f"{path.name}: field '{where}{key}': expected {expected}, found nothing (missing)"
-                )
-            return default
-        value = table[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise ConfigError(
-                f"{path.name}: field '{where}{key}': expected {expected}, found {value!r}"
-            )
-        return value
-
-    def ident(table: dict[str, Any], key: str, where: str) -> str:
-        value = need(table, key, str, where, "a pseudonymous id [A-Za-z0-9_-]{1,64}")
-        if not topics.ID_RE.fullmatch(value):
-            raise ConfigError(
-                f"{path.name}: field '{where}{key}': expected a pseudonymous id "
-                f"[A-Za-z0-9_-]{{1,64}} (never a name), found {value!r}"
-            )
-        return str(value)
-
-    known = profiles.load_all()
-    mqtt = need(doc, "mqtt", dict, "", "a table", {})
-    spool = need(doc, "spool", dict, "", "a table", {})
-    sup = need(doc, "supervision", dict, "", "a table", {})
-    sensors = []
-    for i, raw in enumerate(need(doc, "sensor", list, "", "an array of [[sensor]] tables")):
-        where = f"sensor[{i}]."
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path.name}: field 'sensor[{i}]': expected a table, found {raw!r}")
-        prof = need(raw, "profile", str, where, f"one of {sorted(known)}")
-        if prof not in known:
-            raise ConfigError(
-                f"{path.name}: field '{where}profile': expected one of {sorted(known)}, found {prof!r}"
-            )
-        address = need(raw, "address", str, where, "a BLE address", None)
-        name = need(raw, "name", str, where, "an advertised name", None)
-        if address is None and name is None:
-            raise ConfigError(
-                f"{path.name}: field '{where}address': expected an address or a name, found neither"
-            )
-        settings = {
-            str(k): str(v) for k, v in need(raw, "settings", dict, where, "a table", {}).items()
-        }
-        try:
-            known[prof].resolve(settings)
-        except profiles.ProfileError as exc:
-            raise ConfigError(f"{path.name}: field '{where}settings': {exc}") from None
-        rate = need(raw, "rate_hz", int, where, "a rate in Hz", None)
-        if rate is not None and known[prof].rate_writes and rate not in known[prof].rate_writes:
-            raise ConfigError(
-                f"{path.name}: field '{where}rate_hz': expected one of "
-                f"{sorted(known[prof].rate_writes)}, found {rate}"
-            )
-        channels = need(raw, "channels", list, where, "a list of channel names", None)
-        sensors.append(
-            SensorSpec(
-                sensor_id=ident(raw, "id", where),
-                patient=ident(raw, "patient", where),
-                profile=prof,
-                address=address,
-                name=name,
-                rate_hz=rate,
-                settings=settings,
-                channels=tuple(channels) if channels else None,
-                placement=need(
-                    raw, "placement", str, where, "a placement such as 'lower_back'", None
-                ),
-            )
-        )
-    return GatewayConfig(
-        site=ident(doc, "site", ""),
-        gateway_id=ident(doc, "gateway_id", ""),
-        mqtt_host=need(mqtt, "host", str, "mqtt.", "a host name", "127.0.0.1"),
-        mqtt_port=need(mqtt, "port", int, "mqtt.", "a port", 1883),
-        spool_path=Path(need(spool, "path", str, "spool.", "a file path", "poise-spool.db")),
-        sensors=tuple(sensors),
-        supervision=_supervision(sup, need),
-    )
-
-
-def _supervision(sup: dict[str, Any], need: Callable[..., Any]) -> SupervisorParams:
-    d = SupervisorParams()
-    return SupervisorParams(
-        stall_s=float(need(sup, "stall_s", (int, float), "supervision.", "seconds", d.stall_s)),
-        reconnect_initial_s=float(
-            need(
-                sup,
-                "reconnect_initial_s",
-                (int, float),
-                "supervision.",
-                "seconds",
-                d.reconnect_initial_s,
-            )
-        ),
-        reconnect_max_s=float(
-            need(sup, "reconnect_max_s", (int, float), "supervision.", "seconds", d.reconnect_max_s)
-        ),
-        connect_attempts=int(
-            need(sup, "connect_attempts", int, "supervision.", "a whole number", d.connect_attempts)
-        ),
-        scan_timeout_s=float(
-            need(sup, "scan_timeout_s", (int, float), "supervision.", "seconds", d.scan_timeout_s)
-        ),
-        status_every_s=float(
-            need(sup, "status_every_s", (int, float), "supervision.", "seconds", d.status_every_s)
-        ),
+def _unavailable(exc: BaseException) -> bool:
+    # bleak names it when it can; with no system D-Bus at all the socket is simply missing
+    return isinstance(
+        exc, BleakBluetoothNotAvailableError | FileNotFoundError | ConnectionRefusedError
     )
 
 
@@ -249,8 +114,10 @@ class SensorSession:
         params: SupervisorParams | None = None,
         connect_lock: asyncio.Lock | None = None,
         profile: Profile | None = None,
+        host_time: HostTime | None = None,
     ) -> None:
         self.spec = spec
+        self._now_ns = (host_time or HostTime()).now_ns
         self.profile = profile or profiles.get(spec.profile)
         self.settings = self.profile.resolve(spec.settings)
         self.rate_hz = spec.rate_hz or self.profile.default_rate_hz
@@ -276,7 +143,7 @@ class SensorSession:
     # the notification callback: trivial by design (bleak calls it on the event loop)
     def _on_notify(self, _sender: Any, data: bytearray) -> None:
         self._last_notify = time.monotonic()
-        self._queue.put_nowait((time.time_ns(), bytes(data)))
+        self._queue.put_nowait((self._now_ns(), bytes(data)))
 
     def _on_disconnect(self, _client: Any) -> None:
         self._disconnected.set()
@@ -398,6 +265,12 @@ class SensorSession:
                 try:
                     why = await self._one_connection(stop)
                 except (BleakError, TimeoutError, OSError) as exc:
+                    if _unavailable(exc):
+                        raise BluetoothUnavailableError(
+                            f"no Bluetooth to use ({type(exc).__name__}: {exc}). Is there a "
+                            "Bluetooth adapter, is BlueZ (bluetoothd) running, and may this "
+                            "user reach the system D-Bus?"
+                        ) from exc
                     why = f"error: {exc}"
                 if why == "stopped":
                     break
@@ -440,6 +313,7 @@ class Gateway:
         self.config = config
         self.publisher = publisher
         lock = asyncio.Lock()
+        host_time = HostTime()  # one arrival timeline for every sensor of the gateway
         self.sessions = [
             SensorSession(
                 spec,
@@ -448,6 +322,7 @@ class Gateway:
                 scanner_backend=scanner_backend,
                 params=config.supervision,
                 connect_lock=lock,
+                host_time=host_time,
             )
             for spec in config.sensors
         ]
@@ -469,9 +344,16 @@ class Gateway:
 
         tasks = [asyncio.create_task(s.run(stop)) for s in self.sessions]
         status = asyncio.create_task(status_loop())
-        await asyncio.gather(*tasks)
-        await status
-        self.publish_status()
+        try:
+            await asyncio.gather(*tasks)
+        except BluetoothUnavailableError:
+            stop.set()  # every other session ends the same way: stop them cleanly
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            stop.set()
+            await status
+            self.publish_status()
 
 
 async def scan(

@@ -2,18 +2,22 @@
 
 BLE delivers notifications in bursts at connection events, so a sample's host arrival time
 is its true time plus a latency that is never negative and varies by tens of ms. The
-device's sample clock is steady but off by up to a few hundred ppm. So sample k is at
+device's sample clock is steady but off nominal: a few hundred ppm for a crystal, 0.5-3 % for
+the RC oscillators of cheap sensors. So sample k is at
 ``t_k = t0 + k * period`` and every arrival lies on or above that line: the model fits the
 *lower envelope* of (sample index, arrival time): a line through the per-block minima of the
 arrival residuals, over a sliding window. Bursts and jitter only ever raise arrivals, so
 they do not pull the line; drift shows as its slope.
 
-Pure: arrival times come in as arguments, never from a clock.
+Pure: arrival times come in as arguments, never from a clock. They must come from a
+monotonic timeline (``HostTime``): a wall clock that NTP steps would look like a gap.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,10 +29,30 @@ class ClockParams:
     nominal_rate_hz: float
     block_s: float = 1.0  # residual minima are taken per block of this length
     window_s: float = 30.0  # blocks older than this no longer shape the line
-    max_drift_ppm: float = 1000.0  # a fitted slope beyond this is clamped (a stalled stream)
+    # a fitted slope beyond this is clamped (a stalled stream). 5 %: RC oscillators run up to
+    # 3 % off nominal, and a device 3 % slow has a period 3.1 % long
+    max_drift_ppm: float = 50_000.0
     max_slew: float = 0.05  # corrections bend time by at most this fraction of a period per sample
     gap_s: float = 0.15  # arrivals this much later than the line mean samples were lost ...
     gap_periods: float = 8.0  # ... and at least this many sample periods
+
+
+class HostTime:
+    """The gateway's arrival timeline: Unix-epoch nanoseconds that only the monotonic clock
+    advances. Anchored to the wall clock once, when created, so an NTP step later (routine on
+    a Raspberry Pi after boot) does not jump arrival times and is not mistaken for a gap.
+    Start the gateway after the clock is synchronised (systemd: ``After=time-sync.target``)."""
+
+    def __init__(
+        self,
+        wall_ns: Callable[[], int] = time.time_ns,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self._monotonic_ns = monotonic_ns
+        self._offset_ns = wall_ns() - monotonic_ns()
+
+    def now_ns(self) -> int:
+        return self._monotonic_ns() + self._offset_ns
 
 
 class HostClock:
@@ -62,7 +86,7 @@ class HostClock:
         ks = np.array([p[0] for p in self._blocks])
         rs = np.array([p[1] for p in self._blocks])
         slope = 0.0
-        if len(ks) >= 3 and np.ptp(ks) > 0:
+        if len(ks) >= 2 and np.ptp(ks) > 0:
             slope = float(np.polyfit(ks, rs, 1)[0])
             limit = self.nominal_period_ns * self.params.max_drift_ppm * 1e-6
             slope = float(np.clip(slope, -limit, limit))

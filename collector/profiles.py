@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from poise.core.channels import SAMPLE_CHANNELS, UNIT_TO_SI
 from poise.core.tomlconf import ConfigError, TomlReader, parse_toml
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
+# The top-level folder firmware_profiles/ ships in the wheel as this resources package.
+PROFILE_DIR: Traversable = files("collector.firmware_profiles")
 
 TYPES: dict[str, str] = {
     "i8": "b",
@@ -123,7 +126,7 @@ class Profile:
     id: str
     model: str
     source: str
-    path: Path
+    path: Traversable
     name_prefixes: tuple[str, ...]
     service_uuids: tuple[str, ...]
     service: str
@@ -187,8 +190,8 @@ def _axis(axes: TomlReader) -> str | None:
     return None if value is None else str(value)
 
 
-def load_profile(path: Path | str) -> Profile:
-    path = Path(path)
+def load_profile(path: Traversable | str) -> Profile:
+    path = Path(path) if isinstance(path, str) else path
     top = parse_toml(path.read_text(encoding="utf-8"), path.name, ProfileError)
     endian = top.get("endian", str, "'little' or 'big'", "little")
     if endian not in ("little", "big"):
@@ -351,9 +354,16 @@ def load_profile(path: Path | str) -> Profile:
     )
 
 
-def load_all(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
+def _toml_files(directory: Traversable) -> list[Traversable]:
+    return sorted(
+        (p for p in directory.iterdir() if p.name.endswith(".toml") and p.is_file()),
+        key=lambda p: p.name,
+    )
+
+
+def load_all(directory: Traversable = PROFILE_DIR) -> dict[str, Profile]:
     profiles: dict[str, Profile] = {}
-    for path in sorted(directory.glob("*.toml")):
+    for path in _toml_files(directory):
         prof = load_profile(path)
         if prof.id in profiles:
             raise ProfileError(
@@ -375,9 +385,9 @@ def match(known: dict[str, Profile], name: str | None, service_uuids: list[str])
     return candidates[0] if candidates else None
 
 
-def get(profile_id: str, directory: Path = PROFILE_DIR) -> Profile:
+def get(profile_id: str, directory: Traversable = PROFILE_DIR) -> Profile:
     path = directory / f"{profile_id}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in directory.glob("*.toml")))
+    if not path.is_file():
+        known = ", ".join(p.name.removesuffix(".toml") for p in _toml_files(directory))
         raise ProfileError(f"no profile {profile_id!r}; known: {known}")
     return load_profile(path)

@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.spool import Spool
 from poise.core import topics
+from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.collector.publisher")
 
@@ -60,6 +61,7 @@ class Publisher:
         username: str | None = None,
         password: str | None = None,
         keepalive_s: int = 15,
+        tls_ca: str | None = None,
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.spool = spool
@@ -77,6 +79,7 @@ class Publisher:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        configure_mqtt(self._client, tls_ca)  # TLS when a CA file (or "system") is given
         self._client.max_inflight_messages_set(window)
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
         self._client.will_set(

@@ -75,6 +75,11 @@ class Spool:
             cur = self._db.execute("DELETE FROM frames WHERE acked_ns < ?", (acked_before_ns,))
             return cur.rowcount
 
+    def discard_unacked(self) -> int:
+        """Drop every frame the broker never acknowledged (an explicit operator decision)."""
+        with self._lock:
+            return int(self._db.execute("DELETE FROM frames WHERE acked_ns IS NULL").rowcount)
+
     def counts(self) -> tuple[int, int]:
         """(unacknowledged, acknowledged but kept for replay)."""
         with self._lock:

@@ -85,17 +85,30 @@ def _view(
 def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
     root = opts.directory or Path(tempfile.mkdtemp(prefix="poise-demo-"))
-    stack = LocalStack(root)
+    stack = LocalStack(root, sites=["demo"])
     console.print(f"[bold]poise demo[/bold]: starting Mosquitto and InfluxDB under {root} ...")
     info = stack.start(detached=opts.keep)
-    influx = InfluxV1(info.influx_url, info.database)
-    ingest = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id="poise-demo-ingest")
+    # Each part logs in with its own role, as in production (docs/security.md).
+    influx = stack.influx_client("ingest")
+    ingest_user, ingest_pw = stack.mqtt_login("ingest")
+    ingest = Ingest(
+        info.mqtt_host,
+        info.mqtt_port,
+        influx,
+        client_id="poise-demo-ingest",
+        username=ingest_user,
+        password=ingest_pw,
+    )
+    counter = stack.influx_client("reader")
+    gw_user, gw_pw = stack.mqtt_login("gateway", "demo")
     pub = Publisher(
         info.mqtt_host,
         info.mqtt_port,
         Spool(root / "gateway-spool.db"),
         site="demo",
         gateway_id="demo-gw",
+        username=gw_user,
+        password=gw_pw,
     )
     summary: dict[str, Any] = {}
     try:
@@ -147,7 +160,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             pub.publish_status(
                 s.sensor_id, {**sensor_status(s, cfg.rate_hz, sim.profile.id), "online": False}
             )
-        stored = _wait_stored(influx, ingest, res.samples_published)
+        stored = _wait_stored(counter, ingest, res.samples_published)
         summary = {
             "samples_published": res.samples_published,
             "samples_stored": stored,
@@ -162,6 +175,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         pub.stop(drain_timeout_s=5)
         ingest.stop()
         influx.close()
+        counter.close()
         if not opts.keep:
             stack.stop()
     ok = summary.get("samples_stored") == summary.get("samples_published")
@@ -178,7 +192,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             f"'{info.database}', measurement raw.imu (tags site, patient, sensor)."
         )
         console.print(
-            f"Try: curl -G {info.influx_url}/query --data-urlencode db={info.database} "
+            f'Try: eval "$(poise stack env --dir {root})"; curl -G {info.influx_url}/query '
+            '-u "$POISE_INFLUX_READ_USER:$POISE_INFLUX_READ_PASSWORD" '
+            f"--data-urlencode db={info.database} "
             "--data-urlencode 'q=SELECT count(acc_x) FROM raw.imu GROUP BY patient'"
         )
         console.print(f"Stop it with: poise stack down --dir {root}")

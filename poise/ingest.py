@@ -6,6 +6,14 @@ process dies or InfluxDB is away, the broker keeps and redelivers what was not a
 a redelivered frame rewrites the same points (same tags, same timestamps), so storage sees
 each sample exactly once. A malformed payload is counted with its reason, logged, and
 acknowledged so it cannot block the stream; it never stops ingestion.
+
+Integrity: the broker's ACL lets a gateway publish under its own site only, so the site of a
+raw topic is the publishing gateway's. A sensor belongs to one site: the one its retained
+status names (``poise/v1/status/SITE/SENSOR``, which only that site's gateways may publish),
+or else the site it was first seen under. A frame of a sensor under another site is refused
+and counted as ``foreign_sensor``: one site's gateway cannot write into another's series.
+An empty retained status (the operator clearing it) releases the sensor, for a sensor that
+moved to another site.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from poise.core import topics, wire
 from poise.core.influx import InfluxError, InfluxV1, frame_text, tags_for
+from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.ingest")
+STATUS_PREFIX = topics.STATUS_ALL.split("+", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class IngestStats:
     batches: int = 0
     connects: int = 0
     redelivered: int = 0  # frames the broker sent again (DUP flag): written again, harmlessly
+    status_conflicts: int = 0  # a sensor's status announced under a second site
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,7 +72,35 @@ class IngestStats:
             "batches": self.batches,
             "connects": self.connects,
             "redelivered": self.redelivered,
+            "status_conflicts": self.status_conflicts,
         }
+
+
+class SensorSites:
+    """Which site each sensor belongs to (see the module docstring); thread-safe."""
+
+    def __init__(self) -> None:
+        self._site: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def announce(self, site: str, sensor: str) -> bool:
+        """A retained status of ``sensor`` under ``site``; False when it belongs elsewhere."""
+        with self._lock:
+            return self._site.setdefault(sensor, site) == site
+
+    def release(self, site: str, sensor: str) -> None:
+        with self._lock:
+            if self._site.get(sensor) == site:
+                del self._site[sensor]
+
+    def admit(self, site: str, sensor: str) -> bool:
+        """May a frame of ``sensor`` published under ``site`` be stored?"""
+        with self._lock:
+            return self._site.setdefault(sensor, site) == site
+
+    def site_of(self, sensor: str) -> str | None:
+        with self._lock:
+            return self._site.get(sensor)
 
 
 @dataclass
@@ -92,10 +131,12 @@ class Ingest:
         params: IngestParams | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.p = params or IngestParams()
         self.influx = influx
         self.stats = IngestStats()
+        self.sites = SensorSites()
         self._host, self._port = mqtt_host, mqtt_port
         self._queue: queue.Queue[_Msg] = queue.Queue()
         self._stop = threading.Event()
@@ -111,6 +152,7 @@ class Ingest:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        configure_mqtt(self._client, tls_ca)  # TLS when a CA file (or "system") is given
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -148,8 +190,9 @@ class Ingest:
         self.stats.connects += 1
         log.info("connected to the broker (session present: %s)", flags.session_present)
         # Subscribe every time: a broker that lost its state (killed before saving) has
-        # forgotten the subscription; subscribing again is harmless when it has not.
-        client.subscribe(self.subscription, qos=1)
+        # forgotten the subscription; subscribing again is harmless when it has not. Status
+        # is not shared among replicas: each needs every sensor's site.
+        client.subscribe([(self.subscription, 1), (topics.STATUS_ALL, 1)])
 
     def _on_subscribe(
         self,
@@ -183,11 +226,34 @@ class Ingest:
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.startswith(STATUS_PREFIX):
+            self._on_status(msg)
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
+            return
         with self._outstanding_lock:
             self._outstanding += 1
         self._queue.put(
             _Msg(self._epoch, msg.mid, msg.qos, msg.topic, bytes(msg.payload), bool(msg.dup))
         )
+
+    def _on_status(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            site, sensor = topics.parse_status(msg.topic)
+        except topics.TopicError:
+            return  # not ours to judge: status is only read here for sites
+        if not msg.payload:
+            self.sites.release(site, sensor)
+        elif not self.sites.announce(site, sensor):
+            self.stats.status_conflicts += 1
+            log.warning(
+                "sensor %s announced under site %s but belongs to site %s; its frames under "
+                "%s are refused (clear the old retained status if it moved)",
+                sensor,
+                site,
+                self.sites.site_of(sensor),
+                site,
+            )
 
     # --- lifecycle ---
     def start(self) -> None:
@@ -298,6 +364,13 @@ class Ingest:
             return _Prepared(msg, "", 0)
         except wire.WireError as exc:
             self._reject(exc.reason, msg, str(exc))
+            return _Prepared(msg, "", 0)
+        if not self.sites.admit(key.site, key.sensor):
+            self._reject(
+                "foreign_sensor",
+                msg,
+                f"sensor {key.sensor} belongs to site {self.sites.site_of(key.sensor)}",
+            )
             return _Prepared(msg, "", 0)
         text = frame_text(frame, tags_for(key.site, key.patient, key.sensor))
         return _Prepared(msg, text, frame.n_samples)

@@ -73,7 +73,15 @@ class SimResult:
 
 
 class Simulation:
-    def __init__(self, cfg: SimConfig) -> None:
+    def __init__(
+        self,
+        cfg: SimConfig,
+        traces: dict[str, dict[str, SensorTrace]] | None = None,
+        silent_s: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        """``traces`` (patient -> placement -> trace) replace the default activity cycle
+        (poise.clinic scripts them); ``silent_s`` (sensor -> (from, to) s) drops a sensor's
+        notifications in that span, as a sensor out of range would."""
         self.cfg = cfg
         self.profile = profiles.get(cfg.profile)
         if self.profile.id != "witmotion-wt901ble":
@@ -82,10 +90,12 @@ class Simulation:
         self.traces: dict[str, dict[str, SensorTrace]] = {}
         self.sensors: dict[str, SensorState] = {}
         self._streams: list[Iterator[tuple[float, str, bytes]]] = []
-        for pid in cfg.patient_ids():
+        for pid in traces or cfg.patient_ids():
             topics.check_id("patient", pid)
-            self.traces[pid] = simulate_patient(rng, cfg.duration_s, cfg.rate_hz)
-            for placement in PLACEMENTS:
+            self.traces[pid] = (
+                traces[pid] if traces else simulate_patient(rng, cfg.duration_s, cfg.rate_hz)
+            )
+            for placement in self.traces[pid]:
                 sid = f"{pid}-{placement.replace('_', '')}"
                 trace = self.traces[pid][placement]
                 self.sensors[sid] = SensorState(
@@ -97,6 +107,8 @@ class Simulation:
                 )
                 recs = encode_witmotion(trace.acc, trace.gyr)
                 stream = notifications(rng, recs, 20, trace.time_s)
+                if silent_s and sid in silent_s:
+                    stream = _drop_span(stream, *silent_s[sid])
                 self._streams.append(_tagged(stream, sid))
 
     def events(self) -> Iterator[tuple[float, str, bytes]]:
@@ -159,6 +171,14 @@ class Simulation:
         return res
 
 
+def _drop_span(
+    stream: Iterator[tuple[float, bytes]], lo_s: float, hi_s: float
+) -> Iterator[tuple[float, bytes]]:
+    for t, data in stream:
+        if not lo_s <= t < hi_s:
+            yield t, data
+
+
 def _tagged(
     stream: Iterator[tuple[float, bytes]], sensor_id: str
 ) -> Iterator[tuple[float, str, bytes]]:
@@ -195,3 +215,24 @@ def run_with_publisher(
             s.sensor_id, {**sensor_status(s, cfg.rate_hz, sim.profile.id), "online": False}
         )
     return sim, res
+
+
+async def virtual_world_for(config: Any, seed: int = 0, duration_s: float = 3600.0) -> Any:
+    """Virtual BLE peripherals for every sensor of a gateway config (``collect --virtual``):
+    each speaks its profile over bumble and measures a simulated patient at its placement."""
+    from collector.virtual_ble import VirtualSensor, VirtualWorld
+
+    world = VirtualWorld()
+    await world.start()
+    for i, spec in enumerate(config.sensors):
+        placement = spec.placement if spec.placement in PLACEMENTS else "lower_back"
+        trace = simulate_patient(np.random.default_rng(seed + i), duration_s)[placement]
+        await VirtualSensor(
+            world,
+            spec.profile,
+            spec.name or f"virtual-{spec.sensor_id}",
+            trace.acc,
+            trace.gyr,
+            address=spec.address,
+        ).start()
+    return world

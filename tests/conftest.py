@@ -1,5 +1,6 @@
 """Shared fixtures. Integration tests run against real Mosquitto and InfluxDB processes that
-poise.stack starts on free loopback ports, one throwaway stack per test that needs one."""
+poise.stack starts on free loopback ports, one throwaway stack per test that needs one,
+secured as in production: no anonymous access, the role ACL, InfluxDB auth on."""
 
 from __future__ import annotations
 
@@ -14,11 +15,33 @@ from poise.stack import LocalStack
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
+# Sites whose gateways have a login on the test stack from the start; the first is the
+# gateway user of ``stack.env``. ``stack.mqtt_login("gateway", site)`` adds any other site.
+TEST_SITES = ("t", "clinic", "clinic-a", "demo", "site1", "s1", "a", "b")
+
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    s = LocalStack(tmp_path / "stack")
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    """A running LocalStack with one login per role (docs/security.md).
+
+    Credentials, per role (gateway, ingest, worker, console, reader, admin):
+
+    - ``stack.env``: the ``POISE_*`` variables ``poise stack up`` prints. They are also set in
+      ``os.environ`` for the test, so code that calls ``poise.cli.common.mqtt_credentials(role)``
+      or ``influx_auth(role)`` logs in as that role; subprocesses inherit them
+      (``env={**os.environ}``). The gateway user there is site ``t``.
+    - ``stack.mqtt_kwargs(role, site=None)``: ``username``, ``password``, ``tls_ca`` keyword
+      arguments for ``Publisher(...)`` and ``Ingest(...)``; a gateway logs in as its site.
+    - ``stack.mqtt_login(role, site=None)``: ``(user, password)``; ``stack.mqtt_client(role)``:
+      a logged-in paho client.
+    - ``stack.influx_auth(role)`` (an ``Auth``) and ``stack.influx_client(role)``.
+
+    The ``influx`` fixture is an admin client: tests may create, write and count freely.
+    """
+    s = LocalStack(tmp_path / "stack", sites=TEST_SITES)
     s.start()
+    for key, value in s.env.items():
+        monkeypatch.setenv(key, value)
     try:
         yield s
     finally:
@@ -27,8 +50,8 @@ def stack(tmp_path: Path) -> Iterator[LocalStack]:
 
 @pytest.fixture
 def influx(stack: LocalStack) -> Iterator[InfluxV1]:
-    info = stack.info()
-    client = InfluxV1(info.influx_url, info.database)
+    """An InfluxDB client of the stack's admin role on its database."""
+    client = stack.influx_client("admin")
     try:
         yield client
     finally:

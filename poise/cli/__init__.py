@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from poise.cli.common import UsageError, package_version
+from poise.core import ids
 
 
 def command_groups() -> list[str]:
@@ -74,8 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        # the clinic's id rule (docs/security.md), before any id is read
+        ids.set_deny_pattern(os.environ.get(ids.DENY_ENV))
         return int(args.func(args))
-    except UsageError as exc:
+    except (UsageError, ids.IdError) as exc:
         print(f"poise {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

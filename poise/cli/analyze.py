@@ -9,29 +9,140 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from analysis.plausibility import (
+    ACC_UNITS,
+    GYR_UNITS,
+    TIME_UNITS,
+    PlausibilityReport,
+    Units,
+    check_imu,
+)
 from poise.cli.common import UsageError, print_json, table
+from poise.core.clinical import CONDITIONS
 from poise.core.csvio import CsvError, ImuRecording, read_imu_csv, write_csv
 
 
-def _load(path: Path, min_samples: int = 2) -> ImuRecording:
+def _read(path: Path, min_samples: int = 2) -> ImuRecording:
     try:
         return read_imu_csv(path, min_samples=min_samples)
     except CsvError as exc:
         raise UsageError(str(exc)) from None
 
 
+def _load_checked(
+    path: Path, args: argparse.Namespace | None = None, *, needs_gyr: bool = True
+) -> tuple[ImuRecording, PlausibilityReport]:
+    """Read a recording, convert it from the units the user declared (``--time-unit``,
+    ``--acc-unit``, ``--gyr-unit``) and refuse it unless it is plausible in poise's units."""
+    rec = _read(path)
+    try:
+        units = Units(
+            time=getattr(args, "time_unit", "s"),
+            acc=getattr(args, "acc_unit", "m/s2"),
+            gyr=getattr(args, "gyr_unit", "rad/s"),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    t, acc, gyr = units.to_si(rec.time_s, rec.acc, rec.gyr)
+    assert gyr is not None
+    report = check_imu(t, acc, gyr, needs_gyr=needs_gyr)
+    if not report.ok:
+        parts = []
+        for f in report.problems:
+            hint = ""
+            if f.likely_unit and f.channel in ("time", "acc", "gyr"):
+                hint = (
+                    f" (if the file really is in {f.likely_unit}, pass "
+                    f"--{f.channel}-unit {f.likely_unit})"
+                )
+            parts.append(f.message + hint)
+        raise UsageError(f"{path}: " + "; ".join(parts))
+    return replace(rec, time_s=t, acc=acc, gyr=gyr), report
+
+
+def _check_output(output: Path, *inputs: Path) -> None:
+    """Refuse an output that would overwrite an input, or that is a folder."""
+    if output.is_dir():
+        raise UsageError(f"{output}: is a folder; give a file name to write")
+    for inp in inputs:
+        try:
+            same = output.exists() and output.samefile(inp)
+        except OSError:
+            same = False
+        if same or output.resolve() == inp.resolve():
+            raise UsageError(f"{output}: is the input file; writing it would destroy the recording")
+
+
+def _write(path: Path, columns: dict[str, Any]) -> None:
+    try:
+        write_csv(path, columns)
+    except CsvError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load(path: Path, args: argparse.Namespace | None = None) -> ImuRecording:
+    return _load_checked(path, args)[0]
+
+
+def _add_unit_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--acc-unit",
+        choices=ACC_UNITS,
+        default="m/s2",
+        help="the file's acceleration unit, converted to m/s² before the checks (default m/s2)",
+    )
+    q.add_argument(
+        "--gyr-unit",
+        choices=GYR_UNITS,
+        default="rad/s",
+        help="the file's angular-rate unit, converted to rad/s (default rad/s)",
+    )
+    q.add_argument(
+        "--time-unit",
+        choices=tuple(TIME_UNITS),
+        default="s",
+        help="the unit of time_s, converted to seconds (default s)",
+    )
+
+
+def _condition(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in (
+            ("eyes", getattr(args, "eyes", None)),
+            ("surface", getattr(args, "surface", None)),
+            ("stance", getattr(args, "stance", None)),
+        )
+        if v
+    }
+
+
+def _number(value: float | None, fmt: str = ".4g") -> str:
+    """A metric for people: plain digits, or 'not computable' for a missing value."""
+    if value is None or not np.isfinite(value):
+        return "not computable"
+    return format(float(value), fmt)
+
+
 def cmd_sway(args: argparse.Namespace) -> int:
     from analysis import sway
 
-    rec = _load(args.file)
+    rec, report = _load_checked(args.file, args, needs_gyr=False)
+    gyr = None if "no_gyroscope" in report.flags else rec.gyr
     try:
         res = sway.analyze_trial(
-            rec.time_s, rec.acc, rec.gyr, sway.SwayParams(ap_axis=args.ap_axis)
+            rec.time_s,
+            rec.acc,
+            gyr,
+            sway.SwayParams(ap_axis=args.ap_axis),
+            condition=_condition(args),
+            input_flags=report.flags,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -39,16 +150,27 @@ def cmd_sway(args: argparse.Namespace) -> int:
         print_json(res.as_dict())
         return 0
     q = res.quality
+    cond = ", ".join(f"{k} {v}" for k, v in res.condition.items()) or "condition not given"
     print(
         f"Sway of {args.file} ({q.duration_s:.1f} s at {res.fs_hz:.1f} Hz, AP axis {args.ap_axis}, "
-        f"{res.algorithm_version})"
+        f"{cond}, {res.algorithm_version})"
     )
-    table([(k, f"{v:.4g}", sway.UNITS[k]) for k, v in res.metrics.items()])
-    flags = [f for f, on in (("too short (< 10 s)", q.too_short), ("clipping", q.clipping)) if on]
+    table([(k, _number(v), sway.UNITS[k]) for k, v in res.metrics.items()])
+    flags = [
+        f
+        for f, on in (
+            (f"too short (< {res.params.min_duration_s:g} s)", q.too_short),
+            ("clipping", q.clipping),
+        )
+        if on
+    ]
     if q.sample_loss_pct > 0:
         flags.append(f"{q.sample_loss_pct:.1f} % samples lost")
     if q.loss_of_balance_s is not None:
         flags.append(f"loss of balance at {q.loss_of_balance_s:.1f} s")
+    if q.not_computed:
+        flags.append("not computable: " + ", ".join(q.not_computed))
+    flags += [f.replace("_", " ") for f in report.flags]
     print("quality: " + ("; ".join(flags) if flags else "no flags"))
     return 0
 
@@ -56,14 +178,15 @@ def cmd_sway(args: argparse.Namespace) -> int:
 def cmd_orientation(args: argparse.Namespace) -> int:
     from analysis.orientation import Orientation
 
-    rec = _load(args.file)
+    _check_output(args.output, args.file)
+    rec = _load(args.file, args)
     if args.mag and rec.mag is None:
         raise UsageError(
             f"{args.file}: --mag asks for 9D orientation, but the file has no "
             "mag_x, mag_y, mag_z columns"
         )
     q = Orientation(use_mag=args.mag, mode=args.mode).update(rec.time_s, rec.acc, rec.gyr, rec.mag)
-    write_csv(
+    _write(
         args.output,
         {"time_s": rec.time_s, "qw": q[:, 0], "qx": q[:, 1], "qy": q[:, 2], "qz": q[:, 3]},
     )
@@ -96,14 +219,14 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
     from analysis import steadi
     from analysis.sway import SwayParams
 
-    rec = _load(args.file)
+    rec, report = _load_checked(args.file, args, needs_gyr=False)
     t0 = float(rec.time_s[0])
     stages = [steadi.Stage(n, t0 + a, t0 + b) for n, a, b in args.stage]
     try:
         res = steadi.four_stage(
             rec.time_s,
             rec.acc,
-            rec.gyr,
+            None if "no_gyroscope" in report.flags else rec.gyr,
             stages,
             steadi.FourStageParams(sway=SwayParams(ap_axis=args.ap_axis)),
         )
@@ -136,34 +259,47 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
 def cmd_chair_stand(args: argparse.Namespace) -> int:
     from analysis import steadi
 
-    rec = _load(args.file)
+    rec = _load(args.file, args)
     try:
-        res = steadi.chair_stand(rec.time_s, rec.acc, rec.gyr, age_years=args.age, sex=args.sex)
+        res = steadi.chair_stand(
+            rec.time_s,
+            rec.acc,
+            rec.gyr,
+            start_s=float(rec.time_s[0]) + args.start_s,
+            age_years=args.age,
+            sex=args.sex,
+        )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
         print_json(res)
-    else:
-        print(
-            f"full stands in 30 s: {res['stands']}  (at {', '.join(f'{t:.1f}' for t in res['stand_times_s'])} s)"
-        )
-        if "flags" in res:
-            norm = res["norm_below"]
-            print(
-                "norm: "
-                + (
-                    "none for this age"
-                    if norm is None
-                    else f"below average is < {norm}: {'BELOW' if res['flags']['below_norm'] else 'not below'}"
-                )
+        return 0
+    at = ", ".join(f"{t:.1f}" for t in res["stand_times_s"])
+    print(
+        f"full stands in 30 s from {res['start_s']:g} s: {res['stands']}"
+        + (f"  (at {at} s from the start)" if at else "")
+        + ("; the last one more than halfway up at 30 s" if res["halfway_stand_at_end"] else "")
+    )
+    if res["flags"]["recording_shorter_than_test"]:
+        print("note: the recording ends before the 30 s are over")
+    if "norm_below" in res:
+        norm, below = res["norm_below"], res["flags"]["below_norm"]
+        if norm is None:
+            print("norm: none for this age")
+        else:
+            verdict = (
+                "no verdict (the recording ends early)"
+                if below is None
+                else ("BELOW" if below else "not below")
             )
+            print(f"norm: below average is < {norm}: {verdict}")
     return 0
 
 
 def cmd_tug(args: argparse.Namespace) -> int:
     from analysis import steadi
 
-    rec = _load(args.file)
+    rec = _load(args.file, args)
     try:
         res = steadi.tug(rec.time_s, rec.acc, rec.gyr)
     except ValueError as exc:
@@ -175,7 +311,9 @@ def cmd_tug(args: argparse.Namespace) -> int:
             f"Timed Up and Go: {res['duration_s']:.1f} s"
             + ("  (>= 12 s: increased fall risk)" if res["flags"]["tug_12s_or_more"] else "")
         )
-        for phase, secs in res.get("phases_s", {}).items():
+        if res["phases_s"] is None:
+            print("  phases: not computable (two turns were not found)")
+        for phase, secs in (res["phases_s"] or {}).items():
             print(f"  {phase:<13} {secs:5.2f} s")
     return 0
 
@@ -215,7 +353,7 @@ def cmd_rom(args: argparse.Namespace) -> int:
     if args.joint in joint.HINGE_JOINTS:
         if args.proximal is None or args.distal is None:
             raise UsageError(f"--joint {args.joint} needs --proximal and --distal (two sensors)")
-        prox, dist = _load(args.proximal), _load(args.distal)
+        prox, dist = _load(args.proximal, args), _load(args.distal, args)
         t, acc_p, gyr_p, acc_d, gyr_d = _align(prox, dist, (str(args.proximal), str(args.distal)))
         ta, angle = joint.joint_angle(
             t,
@@ -232,7 +370,7 @@ def cmd_rom(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--joint {args.joint} needs --segment (one sensor on the moving segment)"
             )
-        rec = _load(args.segment)
+        rec = _load(args.segment, args)
         ta, angle = joint.segment_inclination(rec.time_s, rec.acc, rec.gyr, args.neutral_s)
         motion = args.motion
         n_samples = rec.n_samples
@@ -301,9 +439,19 @@ def add_commands(sub: Any) -> None:
         choices=["+x", "-x", "+y", "-y", "+z", "-z", "x", "y", "z"],
         help=ap_help,
     )
+    q.add_argument("--eyes", choices=CONDITIONS["eyes"], help="condition: eyes open or closed")
+    q.add_argument("--surface", choices=CONDITIONS["surface"], help="condition: firm or foam")
     q.add_argument(
-        "--json", action="store_true", help="one JSON object: metrics, algorithm_version, quality"
+        "--stance",
+        choices=["feet_apart", "feet_together", "semi_tandem", "tandem", "single_leg"],
+        help="condition: the stance",
     )
+    q.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: metrics, algorithm_version, quality, condition",
+    )
+    _add_unit_args(q)
     q.set_defaults(func=cmd_sway)
 
     q = asub.add_parser(
@@ -322,6 +470,7 @@ def add_commands(sub: Any) -> None:
         help="offline: VQF's acausal variant, best for files (default); online: the causal "
         "filter the live path uses",
     )
+    _add_unit_args(q)
     q.set_defaults(func=cmd_orientation)
 
     q = asub.add_parser(
@@ -370,6 +519,7 @@ def add_commands(sub: Any) -> None:
         help="one JSON object: rom_deg, peak_deg, rep_count, "
         "repetitions, algorithm_version, quality",
     )
+    _add_unit_args(q)
     q.set_defaults(func=cmd_rom)
 
     q = asub.add_parser(
@@ -385,21 +535,31 @@ def add_commands(sub: Any) -> None:
         required=True,
         metavar="NAME:START-END",
         help="a stage and its start and end in seconds from the file's start; NAME is one of "
-        "feet_together, semi_tandem, tandem, single_leg; repeat in order",
+        "feet_together, semi_tandem, tandem, single_leg; repeat in that order, up to the "
+        "first failed stage or at least to tandem",
     )
     q.add_argument("--ap-axis", default="-z", help=ap_help)
     q.add_argument("--json", action="store_true")
+    _add_unit_args(q)
     q.set_defaults(func=cmd_four_stage)
 
     q = asub.add_parser(
         "chair-stand",
         help="30-Second Chair Stand from a lower-back sensor",
-        description="Counts full stands in the 30 s from the file's start.",
+        description="Counts full stands in the 30 s from --start-s; a stand more than "
+        "halfway up at 30 s counts (CDC).",
     )
     q.add_argument("file", type=Path)
+    q.add_argument(
+        "--start-s",
+        type=float,
+        default=0.0,
+        help="when the test starts, in seconds from the file's start (default 0)",
+    )
     q.add_argument("--age", type=int, help="age in years, for the CDC norm")
     q.add_argument("--sex", choices=["male", "female"], help="for the CDC norm")
     q.add_argument("--json", action="store_true")
+    _add_unit_args(q)
     q.set_defaults(func=cmd_chair_stand)
 
     q = asub.add_parser(
@@ -410,4 +570,5 @@ def add_commands(sub: Any) -> None:
     )
     q.add_argument("file", type=Path)
     q.add_argument("--json", action="store_true")
+    _add_unit_args(q)
     q.set_defaults(func=cmd_tug)

@@ -74,22 +74,54 @@ def _role_var(role: str, service: str, what: str) -> str | None:
     return _secret(f"POISE_{role.upper()}_{service}_{what}") or _secret(f"POISE_{service}_{what}")
 
 
+def _ca_file(role: str, service: str) -> str | None:
+    """``POISE_{ROLE}_{SERVICE}_CA`` or ``POISE_{SERVICE}_CA``: a CA file (a path, not a
+    secret; checked to be readable, so a typo fails at start with its name) or ``system`` for
+    the machine's trust store."""
+    name = f"POISE_{role.upper()}_{service}_CA"
+    path = os.environ.get(name) or os.environ.get(name := f"POISE_{service}_CA")
+    if not path or path == "system":
+        return path or None
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{name}={path}: no readable CA file there")
+    return path
+
+
 def influx_auth(role: str = "ingest") -> Any:
-    """InfluxDB credentials of ``role`` from the environment (never from arguments)."""
+    """InfluxDB credentials of ``role`` from the environment (never from arguments), with the
+    CA file of ``POISE_{ROLE}_INFLUX_CA`` / ``POISE_INFLUX_CA`` for an https URL."""
     from poise.core.influx import Auth
 
+    ca = _ca_file(role, "INFLUX")
     token = _role_var(role, "INFLUX", "TOKEN")
     if token:
-        return Auth(token=token)
+        return Auth(token=token, ca_file=ca)
     user = _role_var(role, "INFLUX", "USER")
     if user:
-        return Auth(username=user, password=_role_var(role, "INFLUX", "PASSWORD") or "")
-    return Auth()
+        return Auth(username=user, password=_role_var(role, "INFLUX", "PASSWORD") or "", ca_file=ca)
+    return Auth(ca_file=ca)
 
 
 def mqtt_credentials(role: str = "gateway") -> tuple[str | None, str | None]:
     """MQTT user and password of ``role`` from the environment (never from arguments)."""
     return _role_var(role, "MQTT", "USER"), _role_var(role, "MQTT", "PASSWORD")
+
+
+def mqtt_ca(role: str = "gateway") -> str | None:
+    """TLS to the broker: ``POISE_{ROLE}_MQTT_CA`` or ``POISE_MQTT_CA`` (a CA file or
+    ``system``); None means plain MQTT, for a broker on the same machine only."""
+    return _ca_file(role, "MQTT")
+
+
+def mqtt_setup(client: Any, role: str) -> None:
+    """Log a paho client in as ``role`` and turn on TLS when configured: the one call every
+    MQTT client of ours makes before ``connect`` (credentials and CA from the environment)."""
+    from poise.core.tls import configure_mqtt
+
+    user, password = mqtt_credentials(role)
+    if user is not None:
+        client.username_pw_set(user, password)
+    configure_mqtt(client, mqtt_ca(role))
 
 
 def json_clean(x: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import mqtt_credentials, positive
+from poise.cli.common import mqtt_ca, mqtt_credentials, positive
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -34,32 +35,75 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_UNDELIVERED = 3  # the run ended with frames the broker never acknowledged
+EXIT_NO_BLUETOOTH = 1
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     import asyncio
 
-    from collector.ble import ConfigError, Gateway, load_gateway_config
+    from collector.config import GatewayConfigError, load_gateway_config
+
+    try:
+        config = load_gateway_config(args.config, spool_override=args.spool)
+    except GatewayConfigError as exc:
+        print(f"poise collect: {exc}", file=sys.stderr)
+        return 2
+    from collector.ble import BluetoothUnavailableError, Gateway
     from collector.publisher import Publisher
     from collector.spool import Spool
 
-    try:
-        config = load_gateway_config(args.config)
-    except ConfigError as exc:
-        print(f"poise collect: {exc}", file=sys.stderr)
-        return 2
+    spool = Spool(config.spool_path)
+    leftover = spool.counts()[0]
+    if leftover and args.discard_leftover:
+        dropped = spool.discard_unacked()
+        print(
+            f"poise collect: discarded {dropped} frames an earlier run left unsent in "
+            f"{config.spool_path} (--discard-leftover)",
+            file=sys.stderr,
+        )
+        leftover = 0
+    elif leftover:
+        print(
+            f"poise collect: {leftover} frames an earlier run left unsent in {config.spool_path} "
+            "are sent first (ingest stores each once; --discard-leftover drops them instead)",
+            file=sys.stderr,
+        )
     user, password = mqtt_credentials("gateway")
     pub = Publisher(
         config.mqtt_host,
         config.mqtt_port,
-        Spool(config.spool_path),
+        spool,
         site=config.site,
         gateway_id=config.gateway_id,
         username=user,
         password=password,
+        tls_ca=mqtt_ca("gateway"),
     )
     pub.start()
     log = logging.getLogger("poise.collect")
+    broker = f"{config.mqtt_host}:{config.mqtt_port}"
 
-    async def main() -> None:
+    async def watch_broker(stop: asyncio.Event) -> None:
+        """Say so while the broker is unreachable: first after 5 s, then every 30 s."""
+        warn_after_s, away_s = 5.0, 0.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            away_s = 0.0 if pub.connected() else away_s + 1.0
+            if away_s >= warn_after_s:
+                log.warning(
+                    "broker %s unreachable for %.0f s; %d frames wait in the spool %s",
+                    broker,
+                    away_s,
+                    pub.pending(),
+                    config.spool_path,
+                )
+                warn_after_s = away_s + 30.0
+            elif away_s == 0.0:
+                warn_after_s = 5.0
+
+    async def main() -> dict[str, Any]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,28 +111,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {}
         world = None
         if args.virtual:
-            import numpy as np
+            from poise.simulate import virtual_world_for
 
-            from collector.virtual import simulate_patient
-            from collector.virtual_ble import VirtualSensor, VirtualWorld
-
-            world = VirtualWorld()
-            await world.start()
-            for i, spec in enumerate(config.sensors):
-                placement = (
-                    spec.placement
-                    if spec.placement in ("lower_back", "thigh", "shank")
-                    else "lower_back"
-                )
-                trace = simulate_patient(np.random.default_rng(i), 3600.0)[placement]
-                await VirtualSensor(
-                    world,
-                    spec.profile,
-                    spec.name or f"virtual-{spec.sensor_id}",
-                    trace.acc,
-                    trace.gyr,
-                    address=spec.address,
-                ).start()
+            world = await virtual_world_for(config)
             kwargs = {
                 "client_class": world.client_class(),
                 "scanner_backend": world.scanner_backend(),
@@ -97,16 +122,40 @@ def cmd_collect(args: argparse.Namespace) -> int:
         if args.duration:
             loop.call_later(args.duration, stop.set)
         log.info("collecting from %d sensors for site %s", len(config.sensors), config.site)
-        await gw.run(stop)
-        if world is not None:
-            await world.close()
-        print(json.dumps({s.spec.sensor_id: s.stats.as_status(s.spec) for s in gw.sessions}))
+        watcher = asyncio.create_task(watch_broker(stop))
+        try:
+            await gw.run(stop)
+        finally:
+            stop.set()
+            await watcher
+            if world is not None:
+                await world.close()
+        return {s.spec.sensor_id: s.stats.as_status(s.spec) for s in gw.sessions}
 
+    status: dict[str, Any] = {}
+    code = 0
     try:
-        asyncio.run(main())
+        status = asyncio.run(main())
+    except BluetoothUnavailableError as exc:
+        print(f"poise collect: {exc} (--virtual runs without hardware)", file=sys.stderr)
+        code = EXIT_NO_BLUETOOTH
     finally:
-        pub.stop(drain_timeout_s=10)
-    return 0
+        pub.stop(drain_timeout_s=10 if pub.connected() else 0)
+    unsent = pub.pending()
+    print(
+        json.dumps(
+            {"sensors": status, "gateway": {"unsent_frames": unsent, **pub.stats.__dict__}}
+        )
+    )
+    spool.close()
+    if unsent:
+        print(
+            f"poise collect: the broker {broker} did not acknowledge {unsent} frames; they stay "
+            f"in the spool {config.spool_path} and the next run with this spool sends them",
+            file=sys.stderr,
+        )
+        return code or EXIT_UNDELIVERED
+    return code
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -202,8 +251,9 @@ def add_commands(sub: Any) -> None:
         help="run a gateway: stream the configured sensors to MQTT",
         description="Connects the sensors of a gateway config one at a time, configures "
         "them, and keeps them streaming (reconnecting after drops and stalls) until "
-        "SIGINT/SIGTERM. Frames are spooled to disk until the broker has them. A "
-        "commented example config: docs/deploy/gateway.example.toml.",
+        "SIGINT/SIGTERM. Frames are spooled to disk until the broker has them. Exit "
+        "codes: 0 all delivered, 1 no Bluetooth, 2 bad config, 3 frames left undelivered "
+        "in the spool. A commented example config: docs/deploy/gateway.example.toml.",
     )
     p.add_argument("--config", type=Path, required=True, help="gateway config (TOML)")
     p.add_argument("--duration", type=positive, default=None, help="stop after this many seconds")
@@ -214,6 +264,12 @@ def add_commands(sub: Any) -> None:
         "profile (bumble) and collect from them through the same bleak code",
     )
     p.add_argument("--spool", type=Path, default=None, help="override the config's spool file")
+    p.add_argument(
+        "--discard-leftover",
+        action="store_true",
+        help="drop frames an earlier run left unsent in the spool (by default they are sent "
+        "first, and the count is printed)",
+    )
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("profiles", help="list the firmware profiles (supported sensors)")

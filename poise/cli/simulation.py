@@ -9,10 +9,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import count, hostport, mqtt_credentials, positive
+from poise.cli.common import UsageError, count, hostport, mqtt_ca, mqtt_credentials, positive
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.history is not None:
+        from poise.cli.records import simulate_history
+
+        return simulate_history(args)
+    if args.mqtt is None:
+        raise UsageError("--mqtt HOST:PORT is needed (or --history with --influx)")
+    if getattr(args, "protocol", "cycle") == "clinic":
+        from poise.clinic import cli
+
+        return cli(args)
     from collector.publisher import Publisher
     from collector.spool import Spool
     from poise.simulate import SimConfig, run_with_publisher
@@ -28,6 +38,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         gateway_id=args.gateway_id,
         username=user,
         password=password,
+        tls_ca=mqtt_ca("gateway"),
     )
     pub.start()
     cfg = SimConfig(
@@ -110,7 +121,10 @@ def add_commands(sub: Any) -> None:
         "collector's decoder, clock model, framer and spooling publisher. Prints one JSON "
         "object with samples_published when every frame is acknowledged by the broker.",
     )
-    p.add_argument("--mqtt", type=hostport, required=True, metavar="HOST:PORT")
+    p.add_argument("--mqtt", type=hostport, default=None, metavar="HOST:PORT")
+    from poise.cli.records import add_history_options
+
+    add_history_options(p)  # --history 12w --influx URL --database DB: seeded summaries
     p.add_argument(
         "--patients", type=count, default=1, help="simulated patients, 3 sensors each (default 1)"
     )
@@ -134,5 +148,12 @@ def add_commands(sub: Any) -> None:
         type=positive,
         default=120.0,
         help="seconds to wait for the broker to acknowledge everything (default 120)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("cycle", "clinic"),
+        default="cycle",
+        help="cycle: activities in turn (default); clinic: a scripted clinic session per "
+        "patient with its session events and truth (see poise/clinic.py)",
     )
     p.set_defaults(func=cmd_simulate)

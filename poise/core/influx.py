@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from poise.core.tls import client_context
 from poise.core.wire import Frame
 
 RAW_MEASUREMENT = "imu"
@@ -43,6 +45,10 @@ class Auth:
     username: str | None = None
     password: str | None = None
     token: str | None = None
+    ca_file: str | None = None  # verify an https server against this CA file (or "system")
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"Auth(username={self.username!r}, token={'***' if self.token else None})"
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.token}"} if self.token else {}
@@ -131,6 +137,7 @@ class InfluxV1:
             timeout=timeout_s,
             headers=self.auth.headers(),
             auth=self.auth.basic(),
+            verify=client_context(self.auth.ca_file) if self.auth.ca_file else True,
         )
 
     def close(self) -> None:
@@ -182,7 +189,9 @@ class InfluxV1:
         out: list[dict[str, Any]] = []
         for result in resp.json().get("results", []):
             if "error" in result:
-                raise InfluxError(f"query failed: {result['error']} ({q})", retryable=False)
+                raise InfluxError(
+                    f"query failed: {result['error']} ({_redact(q)})", retryable=False
+                )
             out.extend(result.get("series", []))
         return out
 
@@ -193,25 +202,61 @@ class InfluxV1:
             return None
         return series[0]["values"][0][1]
 
-    def ensure_schema(self, raw_retention: str = "30d", derived_retention: str = "INF") -> None:
-        """Create the database and its retention policies (InfluxDB 1.x; on 2.x/3.x the
-        buckets and DBRP mappings are made with that version's own tools)."""
+    def server_version(self) -> str | None:
+        """The server's version from its ``/ping`` headers (``X-Influxdb-Version``), or None
+        when it does not say."""
+        resp = self._call("GET", "/ping")
+        version = resp.headers.get("X-Influxdb-Version")
+        return str(version) if version else None
+
+    def ensure_schema(
+        self, raw_retention: str = "30d", derived_retention: str = "INF"
+    ) -> list[str]:
+        """Create what is missing of the database and its two retention policies; returns
+        the statements it ran (none when everything exists).
+
+        Only InfluxDB 1.x has these statements: on 2.x and 3.x the bucket and its DBRP
+        mapping are made with that version's own tools (docs/deployment.md) and nothing is
+        run. An existing retention policy is never altered: its duration is the operator's.
+        A user without the right to look (InfluxDB answers 403) is left to the operator's
+        set-up too: writes then say whether it is complete."""
+        major = _major(self.server_version())
+        if major is not None and major >= 2:
+            return []
         db = json.dumps(self.database)  # double-quoted identifier
-        self.query(f"CREATE DATABASE {db}")
-        for rp, duration, default in (
-            (RAW_RP, raw_retention, True),
-            (DERIVED_RP, derived_retention, False),
-        ):
+        ran: list[str] = []
+        try:
+            names = {row[0] for s in self.query("SHOW DATABASES") for row in s.get("values", [])}
+            if self.database not in names:
+                ran.append(f"CREATE DATABASE {db}")
+                self.query(ran[-1])
             existing = {
                 row[0]
                 for s in self.query(f"SHOW RETENTION POLICIES ON {db}")
                 for row in s.get("values", [])
             }
-            verb = "ALTER" if rp in existing else "CREATE"
-            self.query(
-                f"{verb} RETENTION POLICY {rp} ON {db} DURATION {duration} REPLICATION 1"
-                + (" DEFAULT" if default else "")
-            )
+            for rp, duration, default in (
+                (RAW_RP, raw_retention, True),
+                (DERIVED_RP, derived_retention, False),
+            ):
+                if rp not in existing:
+                    ran.append(
+                        f"CREATE RETENTION POLICY {rp} ON {db} DURATION {duration} REPLICATION 1"
+                        + (" DEFAULT" if default else "")
+                    )
+                    self.query(ran[-1])
+        except InfluxError as exc:
+            if exc.status == 403 or "not authorized" in str(exc):
+                if ran:
+                    raise InfluxError(
+                        f"database {self.database} lacks {ran[-1]!r} and this user may not "
+                        "create it: run it as an admin (docs/deployment.md)",
+                        retryable=False,
+                        status=exc.status,
+                    ) from None
+                return ran
+            raise
+        return ran
 
     def count_samples(self, where: str = "", channel: str = "acc_x") -> int:
         clause = f" WHERE {where}" if where else ""
@@ -219,6 +264,19 @@ class InfluxV1:
             f'SELECT count("{channel}") FROM "{RAW_RP}"."{RAW_MEASUREMENT}"{clause}'
         )
         return int(value or 0)
+
+
+def _redact(q: str) -> str:
+    """A statement fit for a message: no password literal."""
+    return re.sub(r"(?i)(PASSWORD\s+)'(?:[^'\\]|\\.)*'", r"\1'***'", q)
+
+
+def _major(version: str | None) -> int | None:
+    """1 for ``1.6.7~rc0``, 2 for ``v2.7.4``, 3 for ``3.0.1``; None when unknown."""
+    if not version:
+        return None
+    head = version.lstrip("vV").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def tags_for(site: str, patient: str, sensor: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from poise.core.ids import ID_PATTERN, is_id
+from poise.core.ids import ID_PATTERN, ID_RE, id_problem, is_id
 
 _MISSING: Any = object()
 
@@ -135,6 +135,10 @@ class TomlReader:
         if value is default or value is None:
             return value
         if not is_id(value):
+            if isinstance(value, str) and ID_RE.fullmatch(value):
+                # the right characters, but it looks like a name or a date
+                problem = id_problem(self.path_of(key), value)
+                raise self.error(f"{self.name}: field '{self.path_of(key)}': {problem}")
             raise self.fail(key, expected, value)
         if check is not None:
             try:

@@ -13,6 +13,7 @@ __all__ = ["ID_RE", "IdError", "RawKey", "TopicError", "check_id"]
 
 PREFIX = "poise/v1"
 RAW_ALL = f"{PREFIX}/raw/+/+/+"
+STATUS_ALL = f"{PREFIX}/status/+/+"
 
 
 class TopicError(IdError):
@@ -43,6 +44,14 @@ def parse_raw(topic: str) -> RawKey:
         raise TopicError(f"not a raw-frame topic ({PREFIX}/raw/SITE/PATIENT/SENSOR): {topic!r}")
     site, patient, sensor = parts[3:]
     return RawKey(_id("site", site), _id("patient", patient), _id("sensor", sensor))
+
+
+def parse_status(topic: str) -> tuple[str, str]:
+    """(site, sensor or gateway id) of a status topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != f"{PREFIX}/status":
+        raise TopicError(f"not a status topic ({PREFIX}/status/SITE/SENSOR): {topic!r}")
+    return _id("site", parts[3]), _id("sensor", parts[4])
 
 
 def status(site: str, sensor: str) -> str:

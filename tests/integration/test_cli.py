@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,16 @@ pytestmark = pytest.mark.integration
 POISE = [sys.executable, "-m", "poise.cli"]
 
 
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*POISE, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [*POISE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -33,24 +41,42 @@ def test_stack_up_simulate_ingest_down(tmp_path: Path):
     assert set(info) >= {"mqtt", "influx"}
     url, db = info["influx"]["url"], info["influx"]["database"]
     mqtt = f"{info['mqtt']['host']}:{info['mqtt']['port']}"
+    env = info["env"]  # what a user exports: each command picks its own role's login
     ingest = subprocess.Popen(
         [*POISE, "ingest", "--mqtt", mqtt, "--influx", url, "--database", db],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **env},
     )
     try:
         # The broker queues frames only for sessions it knows: the ingest subscribes first.
         for line in ingest.stderr:
             if "subscribed to" in line:
                 break
-        sim = run("simulate", "--mqtt", mqtt, "--patients", "1", "--duration", "5", "--speed", "0")
+        sim = run(
+            "simulate",
+            "--mqtt",
+            mqtt,
+            "--patients",
+            "1",
+            "--duration",
+            "5",
+            "--speed",
+            "0",
+            env=env,
+        )
         assert sim.returncode == 0, sim.stderr
         published = json.loads(sim.stdout)["samples_published"]
         assert published == 3 * 500
         q = "SELECT count(acc_x) FROM raw.imu"
         for _ in range(100):
-            r = httpx.post(f"{url}/query", params={"db": db}, data={"q": q}).json()
+            r = httpx.post(
+                f"{url}/query",
+                params={"db": db},
+                data={"q": q},
+                auth=(env["POISE_INFLUX_READ_USER"], env["POISE_INFLUX_READ_PASSWORD"]),
+            ).json()
             series = r["results"][0].get("series")
             if series and series[0]["values"][0][1] == published:
                 break
@@ -132,7 +158,9 @@ def test_collect_virtual_runs_the_example_gateway_config(tmp_path: Path):
     finally:
         run("stack", "down", "--dir", str(tmp_path / "stack"))
     assert res.returncode == 0, res.stderr[-2000:]
-    status = json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["gateway"]["unsent_frames"] == 0
+    status = out["sensors"]
     assert set(status) == {"s-0001", "s-0002", "s-0003"}
     for sensor in status.values():
         assert sensor["samples"] > 100

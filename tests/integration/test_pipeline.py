@@ -9,9 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.publisher import Publisher
 from collector.spool import Spool
@@ -27,14 +25,27 @@ pytestmark = pytest.mark.integration
 
 def _publisher(stack: LocalStack, spool: Path, gw: str = "gw1") -> Publisher:
     info = stack.info()
-    pub = Publisher(info.mqtt_host, info.mqtt_port, Spool(spool), site="t", gateway_id=gw)
+    pub = Publisher(
+        info.mqtt_host,
+        info.mqtt_port,
+        Spool(spool),
+        site="t",
+        gateway_id=gw,
+        **stack.mqtt_kwargs("gateway", "t"),
+    )
     pub.start()
     return pub
 
 
 def _ingest(stack: LocalStack, influx: InfluxV1) -> Ingest:
     info = stack.info()
-    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id="ingest-under-test")
+    ing = Ingest(
+        info.mqtt_host,
+        info.mqtt_port,
+        influx,
+        client_id="ingest-under-test",
+        **stack.mqtt_kwargs("ingest"),
+    )
     ing.start()
     assert ing.subscribed.wait(10), "ingest did not subscribe"
     # The broker queues frames for the ingest's session from now on; it is on the broker's
@@ -162,7 +173,11 @@ def test_ingest_crash_and_restart_redelivers_without_duplicates(stack, influx, t
         ing._client.loop_stop()
         time.sleep(2)
         holder["ing"] = Ingest(
-            info.mqtt_host, info.mqtt_port, influx, client_id="ingest-under-test"
+            info.mqtt_host,
+            info.mqtt_port,
+            influx,
+            client_id="ingest-under-test",
+            **stack.mqtt_kwargs("ingest"),
         )
         holder["ing"].start()
 
@@ -185,7 +200,7 @@ def test_ingest_crash_and_restart_redelivers_without_duplicates(stack, influx, t
 def test_malformed_payloads_are_counted_and_ingestion_goes_on(stack, influx, tmp_path):
     info = stack.info()
     ing = _ingest(stack, influx)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = stack.mqtt_client("gateway", "t")
     client.connect(info.mqtt_host, info.mqtt_port)
     client.loop_start()
     good = wire.Frame("s1", 0, time.time_ns(), 10_000_000, wire.IMU6, np.ones((10, 6), np.float32))
@@ -218,7 +233,10 @@ def test_collector_restart_sends_what_its_spool_still_holds(stack, influx, tmp_p
     ing = _ingest(stack, influx)
     spool_path = tmp_path / "spool.db"
     stack.mosquitto.stop()
-    pub = Publisher(info.mqtt_host, info.mqtt_port, Spool(spool_path), site="t", gateway_id="gw1")
+    login = stack.mqtt_kwargs("gateway", "t")
+    pub = Publisher(
+        info.mqtt_host, info.mqtt_port, Spool(spool_path), site="t", gateway_id="gw1", **login
+    )
     pub.start()
     frames = [
         wire.Frame(
@@ -236,7 +254,9 @@ def test_collector_restart_sends_what_its_spool_still_holds(stack, influx, tmp_p
     pub.stop(drain_timeout_s=0)  # the collector exits with 30 frames unsent
     pub.spool.close()
     stack.mosquitto.start(keep_port=True)
-    pub2 = Publisher(info.mqtt_host, info.mqtt_port, Spool(spool_path), site="t", gateway_id="gw1")
+    pub2 = Publisher(
+        info.mqtt_host, info.mqtt_port, Spool(spool_path), site="t", gateway_id="gw1", **login
+    )
     pub2.start()
     try:
         assert pub2.wait_drained(30)

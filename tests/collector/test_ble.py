@@ -174,7 +174,9 @@ def test_one_sensor_dropping_does_not_disturb_another():
 @pytest.mark.integration
 def test_gateway_to_influxdb_stores_every_sample_received(stack, influx, tmp_path: Path):
     info = stack.info()
-    ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id="ble-ingest")
+    ing = Ingest(
+        info.mqtt_host, info.mqtt_port, influx, client_id="ble-ingest", **stack.mqtt_kwargs("ingest")
+    )
     ing.start()
     assert ing.subscribed.wait(10)
     pub = Publisher(
@@ -183,6 +185,7 @@ def test_gateway_to_influxdb_stores_every_sample_received(stack, influx, tmp_pat
         Spool(tmp_path / "spool.db"),
         site="clinic",
         gateway_id="gw-1",
+        **stack.mqtt_kwargs("gateway", "clinic"),
     )
     pub.start()
     config = GatewayConfig(
@@ -272,7 +275,7 @@ rate_hz = 100
         (good.replace('name = "WT901BLE67"', ""), "expected an address or a name"),
         (
             good.replace("port = 1883", 'port = "x"'),
-            "field 'mqtt.port': expected a port, found 'x'",
+            "field 'mqtt.port': expected a port from 1 to 65535, found 'x'",
         ),
     ]:
         path.write_text(bad)

@@ -1,0 +1,124 @@
+// The live session page: one EventSource on /sessions/{id}/events; each message carries
+// new sway-trace and joint-angle points ([t_s, ...]) and the current counters, zone,
+// sensors and alerts. Traces are drawn with uPlot; everything else is plain DOM text.
+(function () {
+  "use strict";
+  var root = document.getElementById("live");
+  if (!root || !window.EventSource) { return; }
+  var WINDOW_S = 30;
+  var sway = [[], [], [], [], []];   // t, ap, ml, +limit, -limit
+  var joint = [[], [], [], []];      // t, angle, target, max
+  var state = { target_rom_deg: null, max_rom_deg: null, sway: {} };
+  var received = [];                 // for the latency benchmark: [t_s of point, ms arrival]
+  window.poiseLive = { received: received, points: function () { return sway[0].length + joint[0].length; } };
+
+  function width(el) { return Math.max(280, el.clientWidth || 600); }
+  function axis(label) { return { label: label, stroke: "#111", grid: { stroke: "#ddd" }, ticks: { stroke: "#999" } }; }
+  var swayEl = document.getElementById("sway-plot");
+  var jointEl = document.getElementById("joint-plot");
+  var swayPlot = new uPlot({
+    width: width(swayEl), height: 240, legend: { show: true },
+    scales: { x: { time: true } },
+    axes: [axis("time"), axis("m/s²")],
+    series: [{}, { label: "AP", stroke: "#0b5cad", width: 2 }, { label: "ML", stroke: "#b45f06", width: 2 },
+      { label: "limit", stroke: "#b00020", dash: [8, 6], width: 2 }, { label: "−limit", stroke: "#b00020", dash: [8, 6], width: 2 }]
+  }, sway, swayEl);
+  var jointPlot = new uPlot({
+    width: width(jointEl), height: 240, legend: { show: true },
+    scales: { x: { time: true } },
+    axes: [axis("time"), axis("degrees")],
+    series: [{}, { label: "angle", stroke: "#0b5cad", width: 2 }, { label: "target", stroke: "#1b6e20", dash: [8, 6], width: 2 },
+      { label: "limit", stroke: "#b00020", dash: [8, 6], width: 2 }]
+  }, joint, jointEl);
+  window.addEventListener("resize", function () {
+    swayPlot.setSize({ width: width(swayEl), height: 240 });
+    jointPlot.setSize({ width: width(jointEl), height: 240 });
+  });
+
+  function trim(cols) {
+    var t = cols[0];
+    if (!t.length) { return; }
+    var horizon = t[t.length - 1] - WINDOW_S, n = 0;
+    while (n < t.length && t[n] < horizon) { n++; }
+    if (n) { for (var i = 0; i < cols.length; i++) { cols[i].splice(0, n); } }
+  }
+  function swayLimit() {
+    var s = state.sway || {};
+    if (s.baseline_rms_m_s2 == null) { return null; }
+    // the band the worker alerts on: the patient's baseline RMS plus the MDC, drawn ± as
+    // an envelope for the raw trace
+    return s.baseline_rms_m_s2 + (s.mdc_rms_m_s2 || 0);
+  }
+  function addPoints(msg) {
+    var lim = swayLimit(), now = performance.timeOrigin + performance.now();
+    msg.sway.forEach(function (p) {
+      sway[0].push(p[0]); sway[1].push(p[1]); sway[2].push(p[2]);
+      sway[3].push(lim); sway[4].push(lim == null ? null : -lim);
+      received.push([p[0], now]);
+    });
+    msg.joint.forEach(function (p) {
+      joint[0].push(p[0]); joint[1].push(p[1]);
+      joint[2].push(state.target_rom_deg); joint[3].push(state.max_rom_deg);
+      received.push([p[0], now]);
+    });
+    if (received.length > 5000) { received.splice(0, received.length - 5000); }
+    trim(sway); trim(joint);
+    if (msg.sway.length || msg.snapshot) { swayPlot.setData(sway); }
+    if (msg.joint.length || msg.snapshot) { jointPlot.setData(joint); }
+    if (joint[1].length) { text("angle", joint[1][joint[1].length - 1].toFixed(0) + "°"); }
+  }
+  function text(id, value) { var el = document.getElementById(id); if (el) { el.textContent = value; } }
+  function li(cls, value) { var el = document.createElement("li"); if (cls) { el.className = cls; } el.textContent = value; return el; }
+  function fill(id, items) {
+    var el = document.getElementById(id);
+    while (el.firstChild) { el.removeChild(el.firstChild); }
+    items.forEach(function (x) { el.appendChild(x); });
+  }
+  function show(s) {
+    state = s;
+    text("reps", String(s.rep_count || 0));
+    fill("marks", (s.reps || []).map(function (r) {
+      var ok = r.correct === true, no = r.correct === false;
+      var el = li(ok ? "ok" : no ? "no" : "na", (ok ? "✓ " : no ? "✗ " : "") + r.index);
+      el.title = (r.rom_deg != null ? r.rom_deg.toFixed(0) + "° ROM" : "") + (r.reasons ? " · " + r.reasons.replace(/_/g, " ") : "");
+      el.setAttribute("aria-label", "repetition " + r.index + (ok ? " correct" : no ? " incorrect: " + r.reasons.replace(/_/g, " ") : ""));
+      return el;
+    }));
+    var rms = s.sway && s.sway.rms_m_s2;
+    text("sway-rms", rms != null ? "RMS " + rms.toFixed(3) + " m/s²" : "–");
+    var zone = document.getElementById("zone");
+    var z = s.intensity && s.intensity.zone;
+    zone.textContent = z ? z + (s.intensity.enmo_mg != null ? " · " + s.intensity.enmo_mg.toFixed(0) + " mg" : "") : "–";
+    zone.className = "zone " + (z || "");
+    fill("sensors", (s.sensors || []).map(function (x) {
+      var el = document.createElement("li"), dot = document.createElement("span");
+      dot.className = "dot " + (x.online === true ? "on" : x.online === false ? "off" : "");
+      el.appendChild(dot);
+      el.appendChild(document.createTextNode(x.sensor + (x.placement ? " (" + x.placement.replace(/_/g, " ") + ")" : "") +
+        (x.online === false ? " · offline" : x.online ? " · online" : "") +
+        (x.battery_pct != null ? " · battery " + x.battery_pct.toFixed(0) + " %" : "")));
+      return el;
+    }));
+    var alerts = (s.alerts || []).map(function (a) {
+      var words = a.kind.replace(/_/g, " ");
+      if (a.value != null) { words += ": " + a.value.toPrecision(3) + " " + a.unit; }
+      if (a.threshold != null) { words += " (limit " + a.threshold.toPrecision(3) + ")"; }
+      if (a.evidence) { words += " · " + Object.keys(a.evidence).map(function (k) { return k + " " + a.evidence[k]; }).join(", "); }
+      return li(a.active ? "alert" : "alert ended", words + (a.active ? "" : " · ended"));
+    });
+    fill("alerts", alerts.length ? alerts : [li("empty", "none")]);
+  }
+
+  var lastTrial = null;
+  var es = new EventSource(root.getAttribute("data-events"));
+  es.onopen = function () { text("conn", "live"); };
+  es.onerror = function () { text("conn", "reconnecting…"); };
+  es.onmessage = function (ev) {
+    var msg = JSON.parse(ev.data);
+    var trial = msg.state ? msg.state.trial : lastTrial;
+    if (msg.snapshot || trial !== lastTrial) { sway.forEach(function (c) { c.length = 0; }); joint.forEach(function (c) { c.length = 0; }); }
+    lastTrial = trial;
+    if (msg.state) { show(msg.state); }
+    addPoints(msg);
+  };
+})();
