@@ -61,16 +61,16 @@ def _check_panel(pq: PanelQuery, series: list[dict[str, Any]]) -> None:
 def clinic(tmp_path_factory: pytest.TempPathFactory):
     from poise.stack import LocalStack
 
-    stack = LocalStack(tmp_path_factory.mktemp("stack"))
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), sites=[SITE])
     stack.start()
-    info = stack.info()
-    influx = InfluxV1(info.influx_url, info.database)
     now_ms = int(time.time() * 1000)
-    write_clinic(influx, now_ms * 1_000_000)
     try:
-        yield influx, now_ms + 1000
+        with stack.influx_client("admin") as admin:
+            write_clinic(admin, now_ms * 1_000_000)
+        # the dashboards query as Grafana does: the read-only role
+        with stack.influx_client("reader") as reader:
+            yield reader, now_ms + 1000
     finally:
-        influx.close()
         stack.stop()
 
 
