@@ -391,3 +391,8 @@ def test_four_stage_without_tandem_gets_no_verdict(capsys, tmp_path, traces):
     )  # fmt: skip
     assert code == 2
     assert "out of order" in err
+    code, out, err = poise_main(
+        capsys, "analyze", "four-stage", str(f), "--stage", "feet_together:0-11"
+    )
+    assert code == 2
+    assert "not a 4-stage test: no verdict" in err
