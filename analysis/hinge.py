@@ -52,6 +52,8 @@ INCL_WEIGHT_RAD_S = 1.0
 VQF_PARAMS = {"tauAcc": 2.0, "biasSigmaInit": 2.0}
 # a refit reverses the pairing of the axes' signs only on this much contrary evidence
 PAIRING_FLIP_SCORE = 5.0
+# both pairing signals this strong, and opposed: the pairing is in doubt
+AMBIGUOUS_T = 3.0
 # a refit reverses the flexion sign only when the movement seen is this one-sided the other way
 SIGN_FLIP_BALANCE = 0.5
 LOSS = "soft_l1"
@@ -154,14 +156,21 @@ def pairing_score(j1: Array, j2: Array, u1: Array, u2: Array, a1: Array, a2: Arr
       slowly, and that must not decide);
     - the horizontal accelerations in the plane of motion agree, as both sensors share the
       joint's own acceleration (this is all there is for motion in one vertical plane)."""
+    return float(sum(pairing_terms(j1, j2, u1, u2, a1, a2)))
+
+
+def pairing_terms(
+    j1: Array, j2: Array, u1: Array, u2: Array, a1: Array, a2: Array
+) -> tuple[float, float]:
+    """The two t-like statistics of ``pairing_score``: (up directions, accelerations)."""
     along1, along2 = u1 @ j1, u2 @ j2
     h1 = np.sum((a1 / GRAVITY_M_S2 - u1) * np.cross(j1, u1), axis=1)
     h2 = np.sum((a2 / GRAVITY_M_S2 - u2) * np.cross(j2, u2), axis=1)
-    score = 0.0
+    out = []
     for x in ((along1 - along1.mean()) * (along2 - along2.mean()), h1 * h2):
         den = float(np.sqrt(np.sum(x**2)))
-        score += float(np.sum(x)) / den if den > 0 else 0.0
-    return score
+        out.append(float(np.sum(x)) / den if den > 0 else 0.0)
+    return out[0], out[1]
 
 
 def _principal_axes(w: Array) -> list[Array]:
@@ -232,7 +241,14 @@ def fit_axes(
     # the proximal axis matters for the angle only as much as the proximal segment moves
     m1, m2 = float(np.sum(np.linalg.norm(w1, axis=1))), float(np.sum(np.linalg.norm(w2, axis=1)))
     share = m1 / (m1 + m2) if m1 + m2 > 0 else 0.0
-    sd = float(min(sd2 + share * sd1, 90.0))
+    sd = sd2 + share * sd1
+    # when the two pairing signals contradict each other, a wrong pairing would err by twice
+    # the proximal segment's own turning about its axis: count that as uncertainty
+    t_incl, t_acc = pairing_terms(j1, j2, u1, u2, a1, a2)
+    if t_incl * t_acc < 0 and min(abs(t_incl), abs(t_acc)) > AMBIGUOUS_T:
+        az1 = np.unwrap(azimuth_rad(u1, j1))
+        sd += 2.0 * float(np.degrees(np.std(az1)))
+    sd = float(min(sd, 90.0))
     return AxisFit(j1, j2, sd, 1.0 / (1.0 + (sd / 3.0) ** 2), len(w1))
 
 
