@@ -54,6 +54,8 @@ VQF_PARAMS = {"tauAcc": 2.0, "biasSigmaInit": 2.0}
 PAIRING_FLIP_SCORE = 5.0
 # both pairing signals this strong, and opposed: the pairing is in doubt
 AMBIGUOUS_T = 3.0
+# the axis tilts clearly more than the orientations' error (sd of u . j, about 2°)
+TILT_SD_CLEAR = 0.035
 # a refit reverses the flexion sign only when the movement seen is this one-sided the other way
 SIGN_FLIP_BALANCE = 0.5
 LOSS = "soft_l1"
@@ -227,7 +229,11 @@ def fit_axes(
     if prior is not None:  # keep the signs chosen before ...
         j1 = j1 if float(j1 @ prior[0]) >= 0 else -j1
         j2 = j2 if float(j2 @ prior[1]) >= 0 else -j2
-    score = pairing_score(j1, j2, u1, u2, a1, a2)
+    t_incl, t_acc = pairing_terms(j1, j2, u1, u2, a1, a2)
+    # an axis that tilts back and forth clearly more than VQF's own error (about 1°) decides
+    # the pairing alone; otherwise both signals count, and a contradiction is a doubt
+    tilting = min(float(np.std(u1 @ j1)), float(np.std(u2 @ j2))) > TILT_SD_CLEAR
+    score = t_incl if tilting else t_incl + t_acc
     if (prior is None and score < 0) or score < -PAIRING_FLIP_SCORE:
         j1 = -j1  # ... unless the evidence now clearly says otherwise
     # covariance of the tangent parameters, s^2 (J^T J + s^2/prior^2)^-1 at the optimum; the
@@ -244,8 +250,7 @@ def fit_axes(
     sd = sd2 + share * sd1
     # when the two pairing signals contradict each other, a wrong pairing would err by twice
     # the proximal segment's own turning about its axis: count that as uncertainty
-    t_incl, t_acc = pairing_terms(j1, j2, u1, u2, a1, a2)
-    if t_incl * t_acc < 0 and min(abs(t_incl), abs(t_acc)) > AMBIGUOUS_T:
+    if not tilting and t_incl * t_acc < 0 and min(abs(t_incl), abs(t_acc)) > AMBIGUOUS_T:
         az1 = np.unwrap(azimuth_rad(u1, j1))
         sd += 2.0 * float(np.degrees(np.std(az1)))
     sd = float(min(sd, 90.0))
