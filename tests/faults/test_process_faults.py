@@ -132,3 +132,24 @@ def test_gateway_killed_and_restarted_sends_what_its_spool_kept(stack, influx, t
             ingest.send_signal(signal.SIGTERM)
             ingest.wait(30)
     _no_tracebacks(*logs.values())
+
+
+def test_a_full_spool_gives_up_its_oldest_frames_and_counts_them(tmp_path):
+    spool = Spool(tmp_path / "spool.db", max_frames=100)
+    try:
+        spool.put([("t", f"frame {i}".encode()) for i in range(60)])
+        spool.ack([1, 2, 3, 4, 5], now_ns=1)
+        spool.put([("t", f"frame {i}".encode()) for i in range(60, 150)])
+        rows = spool.unacked_after(0, 1000) + spool.acked_since(0)
+        assert len(rows) == 100
+        assert min(i for i, _t, _p in rows) == 51  # the 50 oldest gave way ...
+        assert spool.dropped == 45  # ... 5 of them already acknowledged, 45 never sent
+        assert spool.counts() == (100, 0)
+    finally:
+        spool.close()
+    again = Spool(tmp_path / "spool.db", max_frames=100)  # the limit holds across restarts
+    try:
+        again.put([("t", b"one more")])
+        assert sum(again.counts()) == 100
+    finally:
+        again.close()
