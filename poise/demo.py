@@ -111,6 +111,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         password=gw_pw,
     )
     summary: dict[str, Any] = {}
+    console_ui = _start_console(root, stack, info, opts, console)
     try:
         ingest.start()
         pub.start()
@@ -186,7 +187,16 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             "mqtt": {"host": info.mqtt_host, "port": info.mqtt_port},
             "dir": str(root),
         }
+        try:  # the end of the demo: a progress report from seeded weeks of summaries
+            from poise.report.demo import demo_report
+
+            with stack.influx_client("worker") as db:  # writes summaries, reads them back
+                summary["report"] = str(demo_report(db, root, opts.patients))
+        except ImportError as exc:
+            console.print(f"no report: {exc.name} is missing (pip install 'poise[report]')")
     finally:
+        if console_ui is not None:
+            console_ui.stop()
         pub.stop(drain_timeout_s=5)
         ingest.stop()
         influx.close()
@@ -201,6 +211,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         + ("  [green]all stored[/green]" if ok else "  [red]MISMATCH[/red]")
     )
     console.print(f"frames rejected   : {summary['frames_rejected']}")
+    if "report" in summary:
+        console.print(f"progress report   : {summary['report']}")
     if opts.keep:
         console.print(
             f"The stack is still running. Data: InfluxDB {info.influx_url}, database "
@@ -219,6 +231,40 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         )
     summary["ok"] = ok
     return summary
+
+
+def _start_console(
+    root: Path, stack: LocalStack, info: Any, opts: DemoOptions, console: Console
+) -> Any:
+    """The therapist's console on the simulated clinic, with a demo login (None when the
+    console's dependencies are not installed)."""
+    try:
+        from poise.console.demo import start_demo_console
+    except ImportError:
+        return None
+    from poise.stack import free_port
+
+    sim_ids = SimConfig(patients=opts.patients).patient_ids()
+    ui = start_demo_console(
+        root,
+        info.mqtt_host,
+        info.mqtt_port,
+        "demo",
+        sim_ids,
+        free_port(),
+        mqtt_login=stack.mqtt_login("console"),
+    )
+    console.print(
+        f"[bold]console[/bold]: {ui.url}  ·  sign in as [bold]{ui.user}[/bold] with password "
+        f"[bold]{ui.password}[/bold] (made for this run)"
+    )
+    if opts.keep:
+        console.print(
+            f"After the demo, serve it again with the stack's POISE_* variables set "
+            f"('poise stack env --dir {root}' or docs/security.md): poise console --data {ui.data} "
+            f"--mqtt {info.mqtt_host}:{info.mqtt_port} --site demo"
+        )
+    return ui
 
 
 def _wait_stored(influx: InfluxV1, ingest: Ingest, expected: int, timeout_s: float = 60.0) -> int:

@@ -21,9 +21,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from poise.worker.core import WorkerParams
     from poise.worker.service import ServiceParams, WorkerService
 
-    host, port = args.mqtt
     user, password = mqtt_credentials("worker")
     influx = InfluxV1(args.influx, args.database, influx_auth("worker"))
+    if args.nats:
+        import os
+
+        from poise.core.ids import IdError, check_id
+        from poise.jetstream.worker import run_worker
+
+        try:
+            member = check_id("worker", args.member or f"w{os.getpid()}")
+        except IdError as exc:
+            raise UsageError(str(exc)) from None
+        if args.ready_file is not None:
+            args.ready_file.write_text("ready\n")
+        stats = run_worker(args.nats, member, influx, user=user, password=password,
+                           params=WorkerParams(ap_axis=args.ap_axis))
+        influx.close()
+        print(json.dumps(stats))
+        return 0
+    host, port = args.mqtt
     svc = WorkerService(
         host,
         port,
@@ -103,7 +120,21 @@ def add_commands(sub: Any) -> None:
         "Credentials: POISE_WORKER_MQTT_USER/PASSWORD, POISE_WORKER_INFLUX_USER/PASSWORD or "
         "_TOKEN (or the generic POISE_MQTT_*/POISE_INFLUX_*). See docs/worker.md.",
     )
-    p.add_argument("--mqtt", type=hostport, required=True, metavar="HOST:PORT")
+    broker = p.add_mutually_exclusive_group(required=True)
+    broker.add_argument("--mqtt", type=hostport, metavar="HOST:PORT", help="Mosquitto broker")
+    broker.add_argument(
+        "--nats",
+        metavar="URL",
+        help="NATS JetStream instead (e.g. nats://127.0.0.1:4222): this worker takes a fair "
+        "share of the stream's partitions, its state checkpointed in the server, so workers "
+        "may join, leave or die at any time (docs/deployment.md); --state is not used",
+    )
+    p.add_argument(
+        "--member",
+        default=None,
+        help="with --nats: this worker's name among the workers, e.g. its replica ordinal "
+        "(default w<pid>)",
+    )
     p.add_argument("--influx", required=True, metavar="URL", help="e.g. http://127.0.0.1:8086")
     p.add_argument("--database", default="poise", help="InfluxDB database (default poise)")
     p.add_argument(

@@ -106,6 +106,9 @@ class _Trial:
     prescription: dict[str, Any] | None = None
     live_alerts: list[str] = field(default_factory=list)  # raised live: not again at the stop
     live: _Live = field(default_factory=_Live)
+    # samples of the trial's window seen per sensor: the summary waits until InfluxDB holds
+    # at least these (an ingest that restarted may still owe a stretch in the middle)
+    seen: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -236,6 +239,7 @@ class WorkerCore:
             for chunk in list(st.ring):
                 part = chunk.between(e.t_ns / 1e9, np.inf)
                 if part.n:
+                    t.seen[sensor] = t.seen.get(sensor, 0) + part.n
                     self._live_trial(key, t, role, part, st.period_ns, Output())
 
     def _stop_trial(
@@ -251,6 +255,7 @@ class WorkerCore:
             "placements": [asdict(p) for p in s.placements],
             "prescription": s.prescription,
             "ap_axis": self.p.ap_axis,
+            "seen_samples": dict(t.seen),
             "live_alerts": list(t.live_alerts),
         }
         self._job(Job("trial", key[0], key[1], job), out)
@@ -419,6 +424,7 @@ class WorkerCore:
             if sensor == frame.sensor_id:
                 part = samples.between(t.info["start_ns"] / 1e9, stop_s)
                 if part.n:
+                    t.seen[sensor] = t.seen.get(sensor, 0) + part.n
                     self._live_trial(key, t, role, part, frame.period_ns, out)
 
     def _feed_closing(
@@ -798,6 +804,7 @@ def _trial_state(t: _Trial) -> dict[str, Any]:
         "roles": t.roles,
         "baseline": t.baseline,
         "prescription": t.prescription,
+        "seen": t.seen,
         "live_alerts": t.live_alerts,
     }
 
@@ -810,6 +817,7 @@ def _trial_from(d: dict[str, Any]) -> _Trial:
         None if b is None else (b[0], b[1]),
         d.get("prescription"),
         list(d.get("live_alerts", [])),
+        seen={str(k): int(v) for k, v in d.get("seen", {}).items()},
     )
 
 

@@ -59,7 +59,7 @@ class ServiceParams:
     receive_maximum: int = 2000  # unacknowledged messages in hand: bounds memory when behind
     flush_s: float = 0.2  # live points are written at least this often
     write_queue: int = 50  # batches of live points waiting for InfluxDB
-    wait_stored_s: float = 30.0  # how long a summary waits for the ingest to catch up
+    wait_stored_s: float = 90.0  # how long a summary waits for the ingest to catch up
     settle_s: float = 3.0
 
 
@@ -448,7 +448,11 @@ def run_job(
         info = TrialInfo(**d["info"])
         places = [Placement(**p) for p in d["placements"]]
         roles = trial_sensors(info, places)
-        rawdata.wait_stored(
+        seen = {
+            sensor: (info.start_ns, info.stop_ns, int(n))
+            for sensor, n in d.get("seen_samples", {}).items()
+        }
+        complete = rawdata.wait_stored(
             influx,
             job.site,
             job.patient,
@@ -456,7 +460,14 @@ def run_job(
             info.stop_ns,
             timeout_s=sp.wait_stored_s,
             settle_s=sp.settle_s,
+            seen=seen,
         )
+        if not complete and seen:
+            log.warning(
+                "trial %s: InfluxDB still lacks samples the worker saw; summarised from what "
+                "is stored and flagged incomplete_data",
+                info.trial,
+            )
         data = {
             role: rawdata.read_samples(
                 influx, job.site, job.patient, sensor, info.start_ns, info.stop_ns
@@ -465,6 +476,9 @@ def run_job(
         }
         presc = None if d["prescription"] is None else rx.from_dict(d["prescription"])
         summary, reps, alerts = summarize_trial(info, data, places, presc, d["ap_axis"])
+        if not complete and seen:
+            flags = [f for f in str(summary.fields.get("flags", "")).split(",") if f]
+            summary.fields["flags"] = ",".join([*flags, "incomplete_data"])
         # an alert the live path raised already (an episode of its own) is not raised twice
         raised = set(d.get("live_alerts", []))
         return [summary, *reps], [a for a in alerts if a.tags["kind"] not in raised]
