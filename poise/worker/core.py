@@ -255,11 +255,23 @@ class WorkerCore:
             "placements": [asdict(p) for p in s.placements],
             "prescription": s.prescription,
             "ap_axis": self.p.ap_axis,
-            "seen_samples": dict(t.seen),
+            "seen_samples": self._seen_before_stop(key, t),
             "live_alerts": list(t.live_alerts),
         }
         self._job(Job("trial", key[0], key[1], job), out)
         s.trial = None
+
+    def _seen_before_stop(self, key: tuple[str, str], t: _Trial) -> dict[str, int]:
+        """The trial's samples seen so far, less those at or after its stop (fed while the
+        stop event was still on its way): a lower bound of what InfluxDB must hold. Samples
+        that arrive after the stop event are not in it; that only makes the wait shorter."""
+        lo_s = max(t.info["start_ns"], t.info["stop_ns"]) / 1e9
+        out = {}
+        for sensor, n in t.seen.items():
+            st = self.sensors.get((key[0], key[1], sensor))
+            late = sum(c.between(lo_s, np.inf).n for c in st.ring) if st is not None else 0
+            out[sensor] = max(0, n - late)
+        return out
 
     def _stop_session(self, key: tuple[str, str], s: _Session, t_ns: int, out: Output) -> None:
         for ep_key in [k for k in self.episodes if k.startswith(f"{key[0]}/{key[1]}/")]:
