@@ -268,7 +268,7 @@ class WorkerService:
                 durable = True
             elif kind == "status" and len(parts) == 5:
                 self.stats.messages["status"] += 1
-                out = self.core.on_status(parts[3], parts[4], payload)
+                out = self.core.on_status(parts[3], parts[4], payload, time.monotonic())
             else:
                 self.core.refused["bad_topic"] += 1
                 self._ack(epoch, msg)
