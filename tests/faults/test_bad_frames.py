@@ -58,6 +58,7 @@ def test_a_flood_of_bad_frames_is_counted_dead_lettered_and_logged_a_few_times(
         wait_until(lambda: len(dead) >= 2002, 20, "the dead letters")
     finally:
         ing.stop()
+        ing.influx.close()
         for c in (gw, admin):
             c.disconnect()
             c.loop_stop()
