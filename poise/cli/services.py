@@ -31,7 +31,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
             stack = LocalStack(
                 args.dir,
                 database=args.database,
-                sites=args.site or ["demo"],
+                sites=args.site or ["demo", "clinic-a"],
                 tls=args.tls,
                 raw_retention=args.raw_retention,
                 derived_retention=args.derived_retention,
@@ -58,12 +58,17 @@ def cmd_stack(args: argparse.Namespace) -> int:
                 }
             print(json.dumps(info))
         elif args.action == "env":
-            from poise.stack import STATE_FILE
+            from poise.stack import STATE_FILE, env_for_site
 
-            state_path = Path(args.dir).resolve() / STATE_FILE
-            if not state_path.exists():
-                raise StackError(f"no stack recorded in {state_path}; start one: poise stack up")
-            env = json.loads(state_path.read_text()).get("env", {})
+            if args.site:
+                env = env_for_site(args.dir, args.site[-1])
+            else:
+                state_path = Path(args.dir).resolve() / STATE_FILE
+                if not state_path.exists():
+                    raise StackError(
+                        f"no stack recorded in {state_path}; start one: poise stack up"
+                    )
+                env = json.loads(state_path.read_text()).get("env", {})
             for key, value in sorted(env.items()):
                 print(f"export {key}={shlex.quote(value)}")
         else:
@@ -90,8 +95,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         logging.getLogger("poise.ingest").info(
             "ingesting from JetStream %s into %s database %s", args.nats, args.influx, args.database
         )
-        nats_ingest = NatsIngest(args.nats, influx, user=user, password=password,
-                                 params=NatsIngestParams(durable=args.client_id))
+        nats_ingest = NatsIngest(
+            args.nats,
+            influx,
+            user=user,
+            password=password,
+            params=NatsIngestParams(durable=args.client_id),
+        )
         print(json.dumps(run_forever(nats_ingest, args.stats_every_s)))
         return 0
     if args.mqtt is None:
@@ -158,8 +168,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--site",
         action="append",
-        help="site whose gateways may publish (repeat for more; default demo); the first is "
-        "the gateway user in 'env'",
+        help="'up': a site whose gateways may publish (repeat for more; default demo and "
+        "clinic-a, the sites of poise simulate and of the example gateway config); the first "
+        "is the gateway login in 'env'. 'env --site S': the gateway login of site S (made "
+        "when new)",
     )
     p.add_argument(
         "--tls",

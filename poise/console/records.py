@@ -35,7 +35,7 @@ from poise.console.db import (
 from poise.core import events, topics
 from poise.core import prescription as rxmod
 from poise.core.clinical import CONDITIONS, EXERCISES, SEGMENTS, SIDES
-from poise.core.ids import ID_PATTERN, is_id
+from poise.core.ids import ID_PATTERN, ID_RE, id_problem, is_id
 
 MAX_SENSORS = 6
 MAX_NOTE_CHARS = 4000
@@ -105,11 +105,14 @@ def _number(
 
 
 def _id(value: str, label: str) -> str:
-    if not is_id(value):
+    if not ID_RE.fullmatch(value):
         raise FormError(
             f"{label}: expected a pseudonymous id ({ID_PATTERN}: letters, digits, '_' or '-'), "
             f"found {value!r}"
         )
+    problem = id_problem(label.removesuffix(" id"), value)  # the clinic's name-and-date rule
+    if problem is not None:
+        raise FormError(problem)
     return value
 
 

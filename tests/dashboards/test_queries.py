@@ -64,7 +64,7 @@ def clinic(tmp_path_factory: pytest.TempPathFactory):
     stack = LocalStack(tmp_path_factory.mktemp("stack"))
     stack.start()
     info = stack.info()
-    influx = InfluxV1(info.influx_url, info.database)
+    influx = InfluxV1(info.influx_url, info.database, stack.influx_auth("admin"))
     now_ms = int(time.time() * 1000)
     write_clinic(influx, now_ms * 1_000_000)
     try:

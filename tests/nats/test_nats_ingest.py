@@ -138,7 +138,7 @@ def test_malformed_frame_is_counted_dead_lettered_and_the_rest_stored(nats_serve
         from poise.jetstream.ingest import NatsIngest
 
         info = stack.info()
-        client = InfluxV1(info.influx_url, info.database)
+        client = InfluxV1(info.influx_url, info.database, stack.influx_auth("ingest"))
         ing = NatsIngest(nats_server.url, client,
                          user="ingest", password=nats_server.passwords["ingest"])
         stop = asyncio.Event()

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from poise.cli import main
+from poise.cli.common import influx_auth
 from poise.core.csvio import read_imu_csv
 from poise.core.influx import RAW_RP, InfluxV1, point_line
-from poise.stack import Influx
+from poise.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +37,12 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, object]]]:
-    server = Influx(tmp_path_factory.mktemp("influx"))
+    # a secure stack, its POISE_* logins exported for the module as a user would
+    server = LocalStack(tmp_path_factory.mktemp("stack"))
     server.start()
+    env = pytest.MonkeyPatch()
+    for key, value in server.env.items():
+        env.setenv(key, value)
     try:
         code, out, err = run(
             "simulate",
@@ -48,13 +53,14 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             "--seed",
             "0",
             "--influx",
-            server.url,
+            server.influx.url,
             "--database",
             "poise",
         )
         assert code == 0, err
-        yield server.url, json.loads(out)
+        yield server.influx.url, json.loads(out)
     finally:
+        env.undo()
         server.stop()
 
 
@@ -64,7 +70,7 @@ def test_history_truth_and_idempotent_writes(seeded) -> None:
     url, truth = seeded
     assert [t["course"] for t in truth["patients"].values()] == ["improving", "stable", "worsening"]
     q = 'SELECT count("duration_s") FROM "derived"."session_summary"'
-    with InfluxV1(url, "poise") as db:
+    with InfluxV1(url, "poise", influx_auth("admin")) as db:
         assert db.scalar(q) == sum(t["sessions"] for t in truth["patients"].values())
         points, _ = history.generate(history.HistoryConfig(patients=1, prefix="idem"))
         n = history.write(db, points)
@@ -190,7 +196,7 @@ def test_csv_and_parquet_exports_with_raw_samples(seeded, tmp_path: Path) -> Non
 
     url, truth = seeded
     patient = next(iter(truth["patients"]))
-    with InfluxV1(url, "poise") as db:
+    with InfluxV1(url, "poise", influx_auth("admin")) as db:
         t0 = int(
             db.scalar(
                 f'SELECT last("duration_s") FROM "derived"."session_summary" '
