@@ -410,8 +410,9 @@ def cli(args: Any) -> int:
 
     from collector.publisher import Publisher
     from collector.spool import Spool
-    from poise.cli.common import mqtt_credentials
+    from poise.cli.common import mqtt_ca, mqtt_credentials
     from poise.core import topics
+    from poise.core.tls import configure_mqtt
 
     host, port = args.mqtt
     user, password = mqtt_credentials("gateway")
@@ -424,11 +425,13 @@ def cli(args: Any) -> int:
         gateway_id=args.gateway_id,
         username=user,
         password=password,
+        tls_ca=mqtt_ca("gateway"),
     )
     cuser, cpassword = mqtt_credentials("console")
     events_client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     if cuser is not None:
         events_client.username_pw_set(cuser, cpassword)
+    configure_mqtt(events_client, mqtt_ca("console"))
     events_client.connect(host, port, keepalive=15)
     events_client.loop_start()
     infos: list[mqtt.MQTTMessageInfo] = []

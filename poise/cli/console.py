@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import UsageError, _secret, hostport, mqtt_credentials
+from poise.cli.common import UsageError, _secret, hostport, mqtt_ca, mqtt_credentials
 
 DEFAULT_BIND = "127.0.0.1:8080"
 
@@ -79,6 +79,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         mqtt_port=mqtt_port,
         mqtt_user=user,
         mqtt_password=password,
+        mqtt_ca=mqtt_ca("console"),
     )
 
 

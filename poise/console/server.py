@@ -26,6 +26,7 @@ def build(
     mqtt_user: str | None = None,
     mqtt_password: str | None = None,
     config: ConsoleConfig | None = None,
+    mqtt_ca: str | None = None,
 ) -> Console:
     check_id("site", site)
     db = open_db(data_dir, db_url)
@@ -52,6 +53,7 @@ def build(
             fanout,
             username=mqtt_user,
             password=mqtt_password,
+            tls_ca=mqtt_ca,
         )
     cfg = config or ConsoleConfig(site=site)
     cfg.site = site
@@ -68,8 +70,11 @@ def serve(
     mqtt_port: int | None,
     mqtt_user: str | None = None,
     mqtt_password: str | None = None,
+    mqtt_ca: str | None = None,
 ) -> int:
-    console = build(data_dir, db_url, site, mqtt_host, mqtt_port, mqtt_user, mqtt_password)
+    console = build(
+        data_dir, db_url, site, mqtt_host, mqtt_port, mqtt_user, mqtt_password, mqtt_ca=mqtt_ca
+    )
     if console.bridge is not None:
         console.bridge.start()
     else:

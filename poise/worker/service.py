@@ -33,6 +33,7 @@ from poise.core import derived, topics, wire
 from poise.core import prescription as rx
 from poise.core.ids import check_id
 from poise.core.influx import DERIVED_RP, InfluxError, InfluxV1, point_line
+from poise.core.tls import configure_mqtt
 from poise.worker import rawdata
 from poise.worker.core import Job, Output, WorkerCore, WorkerParams
 from poise.worker.trials import (
@@ -85,6 +86,7 @@ class WorkerService:
         service: ServiceParams | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.sp = service or ServiceParams()
         self.influx = influx
@@ -109,6 +111,7 @@ class WorkerService:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        configure_mqtt(self._client, tls_ca)  # TLS when a CA file (or "system") is given
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
