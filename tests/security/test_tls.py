@@ -90,11 +90,11 @@ def test_clients_without_the_ca_or_without_tls_are_refused(tls_stack):
 
 def test_simulate_and_ingest_over_tls_store_every_sample(tls_stack, tmp_path):
     info = tls_stack.info()
-    with tls_stack.influx_client("admin") as influx:
+    with tls_stack.influx_client("admin") as influx, tls_stack.influx_client("ingest") as writer:
         ing = Ingest(
             info.mqtt_host,
             info.mqtt_port,
-            tls_stack.influx_client("ingest"),
+            writer,
             client_id="tls-ingest",
             **tls_stack.mqtt_kwargs("ingest"),
         )
