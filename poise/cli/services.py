@@ -35,6 +35,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
                 tls=args.tls,
                 raw_retention=args.raw_retention,
                 derived_retention=args.derived_retention,
+                broker=args.broker,
             )
             try:
                 info = stack.start(detached=True).public()
@@ -56,6 +57,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
                     "env": state.get("env", {}),
                     "reused": True,
                 }
+                if state.get("nats_url"):
+                    info["nats"] = {"url": state["nats_url"]}
             print(json.dumps(info))
         elif args.action == "env":
             from poise.stack import STATE_FILE, env_for_site
@@ -172,6 +175,14 @@ def add_commands(sub: Any) -> None:
         "clinic-a, the sites of poise simulate and of the example gateway config); the first "
         "is the gateway login in 'env'. 'env --site S': the gateway login of site S (made "
         "when new)",
+    )
+    p.add_argument(
+        "--broker",
+        choices=["mosquitto", "nats"],
+        default="mosquitto",
+        help="mosquitto (one clinic) or nats: nats-server with JetStream, its MQTT listener "
+        "for gateways and frames partitioned by patient for scale-out (docs/deployment.md); "
+        "the printed JSON then has a 'nats' object with its url (default mosquitto)",
     )
     p.add_argument(
         "--tls",

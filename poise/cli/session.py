@@ -30,8 +30,8 @@ def publish_events(
     *,
     username: str | None = None,
     password: str | None = None,
-    timeout_s: float = 10.0,
     tls_ca: str | None = None,
+    timeout_s: float = 10.0,
 ) -> None:
     """Publish payloads with QoS 1 and wait until the broker acknowledged each one."""
     import paho.mqtt.client as mqtt

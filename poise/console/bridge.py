@@ -82,7 +82,7 @@ class Bridge:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
-        configure_mqtt(self._client, tls_ca)  # TLS when a CA file (or "system") is given
+        configure_mqtt(self._client, tls_ca)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
