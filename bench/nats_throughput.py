@@ -38,8 +38,7 @@ async def _fill(server: NatsServer, frames: list[tuple[str, wire.Frame]]) -> Non
     js = nc.jetstream()
     for i in range(0, len(frames), 500):
         futs = [
-            js.publish(topic.replace("/", "."), wire.encode(f))
-            for topic, f in frames[i : i + 500]
+            js.publish(topic.replace("/", "."), wire.encode(f)) for topic, f in frames[i : i + 500]
         ]
         await asyncio.gather(*futs)
     await nc.close()
@@ -75,19 +74,44 @@ async def _drop_consumer(server: NatsServer, name: str) -> None:
     await nc.close()
 
 
-def nats_ingest_round(server: NatsServer, influx_url: str, influx: InfluxV1, processes: int,
-                      n_samples: int, sensors: int, seed: int, t0_ns: int) -> float:
+def nats_ingest_round(
+    server: NatsServer,
+    influx_url: str,
+    influx: InfluxV1,
+    processes: int,
+    n_samples: int,
+    sensors: int,
+    seed: int,
+    t0_ns: int,
+) -> float:
     frames = make_frames(n_samples, sensors, t0_ns, seed)
     asyncio.run(_purge(server))
     durable = f"bench-{seed}"
-    env = {**os.environ, "POISE_INGEST_MQTT_USER": "ingest",
-           "POISE_INGEST_MQTT_PASSWORD": server.passwords["ingest"]}
+    env = {
+        **os.environ,
+        "POISE_INGEST_MQTT_USER": "ingest",
+        "POISE_INGEST_MQTT_PASSWORD": server.passwords["ingest"],
+    }
     where = f"sensor =~ /^b{seed}-/"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "poise.cli", "ingest", "--nats", server.url, "--influx",
-             influx_url, "--database", "poise", "--client-id", durable],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "poise.cli",
+                "ingest",
+                "--nats",
+                server.url,
+                "--influx",
+                influx_url,
+                "--database",
+                "poise",
+                "--client-id",
+                durable,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(processes)
     ]
@@ -130,13 +154,19 @@ def main() -> dict[str, Any]:
             ceiling_round(influx, 20_000, args.sensors, 999, t0)
             rows: dict[str, list[float]] = {"ceiling": [], "1": [], "2": []}
             for r in range(args.rounds):
-                rows["ceiling"].append(ceiling_round(influx, args.samples, args.sensors, 10 * r, t0))
+                rows["ceiling"].append(
+                    ceiling_round(influx, args.samples, args.sensors, 10 * r, t0)
+                )
                 for n in (1, 2):
-                    rate = nats_ingest_round(server, db.url, influx, n, args.samples,
-                                             args.sensors, 10 * r + n, t0)
+                    rate = nats_ingest_round(
+                        server, db.url, influx, n, args.samples, args.sensors, 10 * r + n, t0
+                    )
                     rows[str(n)].append(rate)
-                print(f"round {r + 1}: ceiling {rows['ceiling'][-1]:,.0f}, 1 ingest "
-                      f"{rows['1'][-1]:,.0f}, 2 ingests {rows['2'][-1]:,.0f} samples/s", flush=True)
+                print(
+                    f"round {r + 1}: ceiling {rows['ceiling'][-1]:,.0f}, 1 ingest "
+                    f"{rows['1'][-1]:,.0f}, 2 ingests {rows['2'][-1]:,.0f} samples/s",
+                    flush=True,
+                )
             med = {k: statistics.median(v) for k, v in rows.items()}
             result = {
                 "samples_per_round": args.samples,
