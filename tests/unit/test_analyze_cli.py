@@ -128,7 +128,7 @@ def test_orientation_writes_one_row_per_input_row(tmp_path):
 
 def test_rom_two_sensors_json(tmp_path):
     rng = np.random.default_rng(3)
-    p, d = hinge_traces(rng, HingeMotion(kind="squat", reps=4, rom_deg=[60, 90, 75, 95]))
+    p, d = hinge_traces(rng, HingeMotion(kind="seated_knee", reps=4, rom_deg=[60, 90, 75, 95]))
     fp, fd = save(tmp_path / "thigh.csv", p), save(tmp_path / "shank.csv", d)
     res = run(
         "analyze",
