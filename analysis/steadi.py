@@ -189,6 +189,7 @@ def four_stage(
             "stages": [r],
             "flags": {"tandem_under_10s": verdict},
             "algorithm_version": ALGORITHM_VERSION,
+            "params": asdict(p),
         }
     check_stages(stages)
     results: list[dict[str, Any]] = []
@@ -218,6 +219,7 @@ def four_stage(
         "stages": results,
         "flags": {"tandem_under_10s": bool(tandem_short)},
         "algorithm_version": ALGORITHM_VERSION,
+        "params": asdict(p),
     }
 
 
@@ -540,8 +542,9 @@ def tug(
         "duration_s": round(duration, 2),
         "onset_s": round(float(t[onset] - t[0]), 2),
         "end_s": round(float(t[end] - t[0]), 2),
-        "flags": {"tug_12s_or_more": duration >= TUG_FLAG_S},
+        "flags": {"tug_12s_or_more": duration >= TUG_FLAG_S, "turns_not_found": len(turns) < 2},
         "algorithm_version": ALGORITHM_VERSION,
+        "params": asdict(p),
     }
     # rise complete: the upward velocity of the first rise has died down
     up = onset + int(np.argmax(v[onset:end] > 0.2))
@@ -561,6 +564,6 @@ def tug(
         ]
     else:
         out["phases_s"] = None
+        out["turn_angles_deg"] = None
         out["not_computed"] = ["phases_s", "turn_angles_deg"]
-        out["quality_flags"] = ["turns_not_found"]
     return out
