@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.spool import Spool
-from poise.core import topics
+from poise.core import status, topics
 from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.collector.publisher")
@@ -84,7 +84,7 @@ class Publisher:
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
         self._client.will_set(
             topics.status(site, gateway_id),
-            json.dumps({"kind": "gateway", "online": False}),
+            json.dumps(status.gateway_status(False)),
             qos=1,
             retain=True,
         )
@@ -126,7 +126,7 @@ class Publisher:
         self._connected.set()
         client.publish(
             topics.status(self.site, self.gateway_id),
-            json.dumps({"kind": "gateway", "online": True}),
+            json.dumps(status.gateway_status(True)),
             qos=1,
             retain=True,
         )
@@ -206,7 +206,7 @@ class Publisher:
         if self._connected.is_set():
             info = self._client.publish(
                 topics.status(self.site, self.gateway_id),
-                json.dumps({"kind": "gateway", "online": False}),
+                json.dumps(status.gateway_status(False)),
                 qos=1,
                 retain=True,
             )

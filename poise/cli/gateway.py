@@ -130,7 +130,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             await watcher
             if world is not None:
                 await world.close()
-        return {s.spec.sensor_id: s.stats.as_status(s.spec) for s in gw.sessions}
+        return {s.spec.sensor_id: s.status() for s in gw.sessions}
 
     status: dict[str, Any] = {}
     code = 0
