@@ -35,6 +35,9 @@ log = logging.getLogger("poise.collector.publisher")
 # disk, so they are published again after the reconnect.
 REPLAY_WINDOW_S = 30.0
 
+# MQTT 5 for Mosquitto; 3.1.1 for brokers that speak only that, such as NATS's MQTT listener
+MQTT_PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
 
 @dataclass
 class PublisherStats:
@@ -62,8 +65,12 @@ class Publisher:
         password: str | None = None,
         keepalive_s: int = 15,
         tls_ca: str | None = None,
+        protocol: str = "5",
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        if protocol not in MQTT_PROTOCOLS:
+            raise ValueError(f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}")
+        self.protocol = protocol
         self.spool = spool
         self.window = window
         self.replay_window_ns = int(replay_window_s * 1e9)
@@ -75,7 +82,9 @@ class Publisher:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"poise-gw-{gateway_id}",
-            protocol=mqtt.MQTTv5,
+            protocol=MQTT_PROTOCOLS[protocol],
+            # 3.1.1 has no clean_start; the spool, not the broker session, holds what is unsent
+            clean_session=True if protocol == "3.1.1" else None,
         )
         if username is not None:
             self._client.username_pw_set(username, password)
@@ -161,12 +170,8 @@ class Publisher:
 
     # --- public API ---
     def start(self) -> None:
-        self._client.connect_async(
-            self._host,
-            self._port,
-            keepalive=self._keepalive,
-            clean_start=True,  # the spool, not the broker session, holds what is unsent
-        )
+        kw: dict[str, Any] = {} if self.protocol == "3.1.1" else {"clean_start": True}
+        self._client.connect_async(self._host, self._port, keepalive=self._keepalive, **kw)
         self._client.loop_start()
         self._pump_thread.start()
 

@@ -34,7 +34,7 @@ class NatsIngestParams:
     durable: str = "poise-ingest"
     batch_frames: int = 500  # frames fetched and written together
     fetch_timeout_s: float = 0.5
-    ack_wait_s: float = 30.0  # a frame not acknowledged within this goes to another replica
+    ack_wait_s: float = 10.0  # a frame not acknowledged within this goes to another replica
     max_ack_pending: int = 20000
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
