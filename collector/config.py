@@ -156,7 +156,11 @@ def _sensor(raw: TomlReader, known: dict[str, profiles.Profile]) -> SensorSpec:
     channels = raw.get("channels", list, f"a list of channels from {list(prof.channels)}", None)
     if channels is not None:
         expected = f"a list of channels from {list(prof.channels)}, each once"
-        if not channels or len(set(channels)) != len(channels):
+        if (
+            not channels
+            or not all(isinstance(c, str) for c in channels)
+            or len(set(channels)) != len(channels)
+        ):
             raise raw.fail("channels", expected, channels)
         for c in channels:
             if c not in prof.channels:
@@ -180,6 +184,19 @@ def _sensor(raw: TomlReader, known: dict[str, profiles.Profile]) -> SensorSpec:
 def load_gateway_config(path: Path | str, spool_override: Path | None = None) -> GatewayConfig:
     """Read and check a gateway config; ``spool_override`` (``collect --spool``) replaces the
     config's spool path and is checked the same way."""
+    try:
+        return _load(path, spool_override)
+    except GatewayConfigError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        # a shape no check foresaw: still the file and what went wrong, never a traceback
+        name = Path(path).name
+        raise GatewayConfigError(
+            f"{name}: malformed gateway config ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _load(path: Path | str, spool_override: Path | None) -> GatewayConfig:
     doc = load_toml(path, GatewayConfigError)
     doc.unknown({"site", "gateway_id", "mqtt", "spool", "supervision", "sensor"})
     mqtt = doc.sub("mqtt", {})

@@ -69,7 +69,9 @@ class Publisher:
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         if protocol not in MQTT_PROTOCOLS:
-            raise ValueError(f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}")
+            raise ValueError(
+                f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}"
+            )
         self.protocol = protocol
         self.spool = spool
         self.window = window
