@@ -35,6 +35,7 @@ from collector.clock import HostTime
 from collector.config import (
     GatewayConfig,
     GatewayConfigError,
+    ScanParams,
     SensorSpec,
     SupervisorParams,
     load_gateway_config,
@@ -384,7 +385,7 @@ class Gateway:
 
 
 async def scan(
-    timeout_s: float = 5.0, scanner_backend: type[BaseBleakScanner] | None = None
+    timeout_s: float = ScanParams.timeout_s, scanner_backend: type[BaseBleakScanner] | None = None
 ) -> list[dict[str, Any]]:
     """Nearby devices with the profile that matches each (by name first, then service)."""
     kw: dict[str, Any] = {"backend": scanner_backend} if scanner_backend else {}

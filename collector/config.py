@@ -54,6 +54,11 @@ class SupervisorParams:
     status_every_s: float = 5.0
 
 
+@dataclass(frozen=True)
+class ScanParams:
+    timeout_s: float = 5.0  # how long ``poise scan`` listens for advertisements
+
+
 # (lowest, highest) accepted for each timing: outside them a typo is likelier than intent
 SUPERVISION_LIMITS: dict[str, tuple[float, float]] = {
     "stall_s": (0.2, 600.0),
