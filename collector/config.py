@@ -212,25 +212,19 @@ def _load(path: Path | str, spool_override: Path | None) -> GatewayConfig:
     sensors = [_sensor(raw, known) for raw in doc.subs("sensor", required=True)]
     if not sensors:
         raise doc.fail("sensor", "at least one [[sensor]] table", [])
-    seen_ids: dict[str, int] = {}
-    seen_addr: dict[str, int] = {}
-    for i, s in enumerate(sensors):
-        where = f"sensor[{i}]"
-        if s.sensor_id in seen_ids:
-            raise doc.fail(
-                f"{where}.id",
-                f"an id no other sensor has (sensor[{seen_ids[s.sensor_id]}] has it)",
-                s.sensor_id,
-            )
-        seen_ids[s.sensor_id] = i
-        if s.address is not None:
-            if s.address in seen_addr:
+    for attr, key, what in (("sensor_id", "id", "an id"), ("address", "address", "an address")):
+        seen: dict[str, int] = {}
+        for i, sensor in enumerate(sensors):
+            value = getattr(sensor, attr)
+            if value is None:
+                continue
+            if value in seen:
                 raise doc.fail(
-                    f"{where}.address",
-                    f"an address no other sensor has (sensor[{seen_addr[s.address]}] has it)",
-                    s.address,
+                    f"sensor[{i}].{key}",
+                    f"{what} no other sensor has (sensor[{seen[value]}] has it)",
+                    value,
                 )
-            seen_addr[s.address] = i
+            seen[value] = i
     if spool_override is not None:
         spool_path = Path(spool_override)
         problem = spool_problem(spool_path)
