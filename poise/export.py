@@ -131,32 +131,56 @@ def write_parquet(rows: list[dict[str, Any]], path: Path, measurement: str | Non
 # --- raw samples ---
 
 
-def raw_rows(
-    influx: InfluxV1, patient: str, since_s: float, until_s: float, window_s: float = 3600.0
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """(sensor, rows) per window of raw samples, oldest first, in the offline CSV shape."""
-    check_id("patient", patient)
-    t = since_s
-    while t < until_s:
-        end = min(until_s, t + window_s)
-        series = influx.query(
-            f'SELECT * FROM "{RAW_RP}"."{RAW_MEASUREMENT}" WHERE patient = \'{patient}\' '
-            f"AND time >= {int(t * 1e9)} AND time < {int(end * 1e9)} GROUP BY sensor"
+def session_windows(data: PatientData, margin_s: float = 60.0) -> list[tuple[float, float]]:
+    """The time spans of the patient's sessions (with a margin), merged: where raw samples
+    can be, so an export need not scan weeks of empty hours."""
+    spans = sorted(
+        (
+            float(s["time_s"]) - margin_s,
+            float(s["time_s"]) + float(s.get("duration_s") or 0) + margin_s,
         )
-        for s in series:
-            sensor = str(s.get("tags", {}).get("sensor", "unknown"))
-            cols = s["columns"]
-            rows = []
-            for values in s.get("values", []):
-                row = dict(zip(cols, values, strict=True))
-                rows.append(
-                    {
-                        "time_s": row["time"] / 1e9,
-                        **{c: row.get(c) for c in IMU_COLUMNS if c in row},
-                    }
-                )
-            yield sensor, rows
-        t = end
+        for s in data.sessions
+    )
+    out: list[tuple[float, float]] = []
+    for lo, hi in spans:
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def raw_rows(
+    influx: InfluxV1,
+    patient: str,
+    windows: Iterable[tuple[float, float]],
+    chunk_s: float = 3600.0,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(sensor, rows) of raw samples within ``windows`` (since_s, until_s), oldest first, an
+    hour at most per query, in the offline CSV shape."""
+    check_id("patient", patient)
+    for since_s, until_s in windows:
+        t = since_s
+        while t < until_s:
+            end = min(until_s, t + chunk_s)
+            series = influx.query(
+                f'SELECT * FROM "{RAW_RP}"."{RAW_MEASUREMENT}" WHERE patient = \'{patient}\' '
+                f"AND time >= {int(t * 1e9)} AND time < {int(end * 1e9)} GROUP BY sensor"
+            )
+            for s in series:
+                sensor = str(s.get("tags", {}).get("sensor", "unknown"))
+                cols = s["columns"]
+                rows = []
+                for values in s.get("values", []):
+                    row = dict(zip(cols, values, strict=True))
+                    rows.append(
+                        {
+                            "time_s": row["time"] / 1e9,
+                            **{c: row.get(c) for c in IMU_COLUMNS if c in row},
+                        }
+                    )
+                yield sensor, rows
+            t = end
 
 
 # --- FHIR ---
