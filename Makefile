@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
 SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd
 
-.PHONY: demo test unit lint bench services report-deps clean help
+.PHONY: demo test unit lint bench services report-deps browser clean help
 
 help:
 	@echo "make demo   - run the whole pipeline locally with simulated patients"
@@ -45,6 +45,14 @@ report-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils >/dev/null; \
 	  else echo "missing:$$missing -- run as root: apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils" >&2; exit 1; fi; \
 	fi
+# console browser tests: Debian's chromium driven by Playwright (never a browser download)
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+browser:
+	@[ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the console's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "missing /usr/bin/chromium -- run as root: apt-get install -y chromium" >&2; exit 1; fi; }
 
 demo: $(STAMP) services
 	$(BIN)/poise demo
@@ -56,7 +64,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test: $(STAMP) services report-deps lint
+test: $(STAMP) services report-deps browser lint
 	$(BIN)/pytest
 
 bench: $(STAMP) services
