@@ -57,6 +57,8 @@ UCUM_UNITS = {
     "1/min": "/min",
     "": "1",
 }
+# internal bookkeeping, not a measurement: which sensor ids were scored (for rescoring)
+FHIR_SKIP = frozenset({"kind", "sensors", "intensity_sensor"})
 TAG_COLUMNS = ("session", "trial", "exercise", "condition", "side", "algorithm_version")
 IMU_COLUMNS = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z", "mag_x", "mag_y", "mag_z")
 
@@ -223,7 +225,7 @@ def trial_observation(patient: str, r: dict[str, Any]) -> dict[str, Any]:
     components = []
     for f in m.fields:
         v = r.get(f.name)
-        if v is None or f.name == "kind" or (isinstance(v, float) and not math.isfinite(v)):
+        if v is None or f.name in FHIR_SKIP or (isinstance(v, float) and not math.isfinite(v)):
             continue
         ccode = _project_code(f.name, f.meaning)
         if f.kind == "bool":
@@ -306,7 +308,7 @@ def session_observations(patient: str, s: dict[str, Any]) -> list[dict[str, Any]
     components = []
     for f in m.fields:
         v = s.get(f.name)
-        if v is None or f.name == "pain_0_10" or isinstance(v, bool | str):
+        if v is None or f.name == "pain_0_10" or f.name in FHIR_SKIP or isinstance(v, bool | str):
             continue
         unit = "{score}" if f.name == "fatigue_borg" else f.unit
         q = _quantity(float(v), unit)
@@ -398,6 +400,8 @@ def code_system() -> dict[str, Any]:
     concepts: dict[str, str] = {}
     for measurement in ("trial_summary", "session_summary"):
         for f in MEASUREMENTS[measurement].fields:
+            if f.name in FHIR_SKIP:
+                continue
             unit = f" ({f.unit})" if f.unit else ""
             concepts.setdefault(f.name, f"{f.meaning}{unit}")
     for exercise, (_kind, words) in sorted(EXERCISES.items()):
