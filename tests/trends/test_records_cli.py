@@ -325,22 +325,18 @@ def test_the_demo_ends_with_a_report(seeded, tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"%PDF")
 
 
-def test_the_console_hook_reads_age_band_and_sex_from_the_records(seeded, tmp_path: Path) -> None:
-    pytest.importorskip("sqlalchemy")
-    from poise.console.db import Patient, open_db
-    from poise.report import stylesheet
-    from poise.report.console import console_report
+def test_the_report_can_link_its_style(seeded) -> None:
+    from poise.report import report_html, stylesheet
+    from poise.report.data import profile
 
     url, truth = seeded
     worsening = next(p for p, t in truth["patients"].items() if t["course"] == "worsening")
-    factory = open_db(tmp_path / "console")
-    with factory() as db:
-        db.add(Patient(id=worsening, site="demo", age_band="80-84", sex="female"))
-        db.commit()
-        report = console_report(lambda: admin(url), css_href="/static/report.css")
-        html = report(db, worsening)
+    with admin(url) as db:
+        html = report_html(
+            db, worsening, profile=profile("80-84", "female"), css_href="/static/report.css"
+        )
     assert '<link rel="stylesheet" href="/static/report.css">' in html
-    assert "<style>" not in html  # the console's CSP refuses inline styles
+    assert "<style>" not in html
     assert "Age band</b> 80-84" in html
     assert "not compared with its norm" not in html
     assert "@page" in stylesheet()
