@@ -323,20 +323,3 @@ def test_the_demo_ends_with_a_report(seeded, tmp_path: Path) -> None:
         path = demo_report(db, tmp_path, patients=3)
     assert path.name == "report-p003.pdf"
     assert path.read_bytes().startswith(b"%PDF")
-
-
-def test_the_report_can_link_its_style(seeded) -> None:
-    from poise.report import report_html, stylesheet
-    from poise.report.data import profile
-
-    url, truth = seeded
-    worsening = next(p for p, t in truth["patients"].items() if t["course"] == "worsening")
-    with admin(url) as db:
-        html = report_html(
-            db, worsening, profile=profile("80-84", "female"), css_href="/static/report.css"
-        )
-    assert '<link rel="stylesheet" href="/static/report.css">' in html
-    assert "<style>" not in html
-    assert "Age band</b> 80-84" in html
-    assert "not compared with its norm" not in html
-    assert "@page" in stylesheet()

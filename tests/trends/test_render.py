@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from analysis import trends as tr
 from poise import history as h
 from poise.report import data as d
@@ -40,10 +42,22 @@ def test_a_change_sentence_says_what_by_how_much_against_what() -> None:
     assert "p = 0.001" in text
 
 
-def test_the_model_of_a_worsening_patient() -> None:
+@pytest.fixture(scope="module")
+def model() -> render.Model:
     points, truth = h.generate(h.HistoryConfig(patients=3, seed=0))
     info = truth["patients"]["h003"]
-    model = render.build(d.from_points(points, "h003"), d.profile(info["age_band"], info["sex"]))
+    return render.build(d.from_points(points, "h003"), d.profile(info["age_band"], info["sex"]))
+
+
+def test_the_style_is_inline_or_linked(model: render.Model) -> None:
+    assert "<style>" in render.to_html(model)
+    linked = render.to_html(model, css_href="/static/report.css")
+    assert '<link rel="stylesheet" href="/static/report.css">' in linked
+    assert "<style>" not in linked  # for pages whose CSP refuses inline styles
+    assert "@page" in render.stylesheet()
+
+
+def test_the_model_of_a_worsening_patient(model: render.Model) -> None:
     assert model.review.flagged
     assert [f.number for f in model.figures] == [1, 2, 3, 4, 5, 6]
     assert all(f.svg.lstrip().startswith("<?xml") for f in model.figures)
