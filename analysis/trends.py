@@ -359,11 +359,12 @@ def review(
             )
         )
     if latest.chair_below_norm:
-        norm = f" (norm for age and sex: {latest.chair_norm})" if latest.chair_norm else ""
+        norm = f" of {latest.chair_norm}" if latest.chair_norm else ""
         reasons.append(
             Reason(
                 "chair_stand_below_norm",
-                f"30 s chair stand: {latest.chair_stands} stands, below the CDC norm{norm}",
+                f"30 s chair stand: {latest.chair_stands} stands, below the CDC norm{norm} "
+                "for age and sex (STEADI: increased fall risk)",
                 None if latest.chair_stands is None else float(latest.chair_stands),
                 None if latest.chair_norm is None else float(latest.chair_norm),
                 "stands",
