@@ -290,7 +290,7 @@ def build(
     matplotlib)."""
     profile = profile or d.PatientProfile()
     rules = rules or pr.default_rules()
-    rv = d.review(data, profile, params)
+    rv = d.review(data, profile, params or rules.trend_params())
     units = d.units()
     changes = _changes(rv, units)
     trend_rows = [
