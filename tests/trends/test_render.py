@@ -91,3 +91,23 @@ def test_a_report_without_steadi_tests_says_so() -> None:
     no_steadi = [p for p in points if p["tags"].get("exercise") in (None, "quiet_stance")]
     model = render.build(d.from_points(no_steadi, "h001"))
     assert "no data in this period" in model.figures[-3].svg  # the STEADI panels
+
+
+def test_the_committed_sample_is_current(tmp_path) -> None:
+    """docs/samples is generated (python -m poise.report.sample docs/samples); its words and
+    numbers must match the code (the SVG bytes may differ between matplotlib versions)."""
+    from pathlib import Path
+
+    from poise.report import sample
+
+    def words(html: str) -> str:
+        return re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "", html)
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    (tmp_path / "fhir").mkdir()
+    sample.main(tmp_path / "samples", pdf=False)
+    fresh = (tmp_path / "samples" / "report-h003.html").read_text(encoding="utf-8")
+    committed = (docs / "samples" / "report-h003.html").read_text(encoding="utf-8")
+    assert words(fresh) == words(committed), (
+        "regenerate: python -m poise.report.sample docs/samples"
+    )
