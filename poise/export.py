@@ -63,6 +63,13 @@ TAG_COLUMNS = ("session", "trial", "exercise", "condition", "side", "algorithm_v
 IMU_COLUMNS = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z", "mag_x", "mag_y", "mag_z")
 
 
+def private(path: Path) -> Path:
+    """Health data: readable by its owner only (like the credentials files)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    return path
+
+
 def iso(t_s: float) -> str:
     return (
         dt.datetime.fromtimestamp(t_s, dt.UTC)
@@ -96,7 +103,7 @@ def table_rows(data: PatientData) -> dict[str, list[dict[str, Any]]]:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with private(path).open("w", newline="", encoding="utf-8") as fh:
         if not rows:
             return
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -127,7 +134,7 @@ def write_parquet(rows: list[dict[str, Any]], path: Path, measurement: str | Non
         table = pa.Table.from_pylist(rows, schema=schema)
     else:
         table = pa.Table.from_pylist(rows)
-    pq.write_table(table, path)
+    pq.write_table(table, private(path))
 
 
 # --- raw samples ---
@@ -366,7 +373,7 @@ def export(
         bundle = fhir_bundle(data)
         validate_bundle(bundle)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
+        private(out).write_text(json.dumps(bundle, indent=1), encoding="utf-8")
         return [out]
     out.mkdir(parents=True, exist_ok=True)
     written = []

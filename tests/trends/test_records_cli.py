@@ -120,6 +120,7 @@ def test_report_pdf_and_html(seeded, tmp_path: Path) -> None:
     assert summary["flagged"] is True
     assert summary["figures"] == FIGURES
     assert pdf.read_bytes().startswith(b"%PDF")
+    assert pdf.stat().st_mode & 0o077 == 0  # health data: owner only
     subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) >= 2
@@ -270,6 +271,7 @@ def test_csv_and_parquet_exports_with_raw_samples(seeded, tmp_path: Path) -> Non
         str(tmp_path / "pq"),
     )
     assert code == 0, err
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "csv").iterdir())
     table = pq.read_table(tmp_path / "pq" / f"{patient}-sessions.parquet")
     assert table.num_rows == n_sessions
     assert str(table.schema.field("pain_0_10").type) == "double"
