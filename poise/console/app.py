@@ -575,6 +575,7 @@ class Console:
                         update = {
                             **more,
                             "sway": update["sway"] + more["sway"],
+                            "sway_rms": update["sway_rms"] + more["sway_rms"],
                             "joint": update["joint"] + more["joint"],
                         }
                     yield _sse(update)
