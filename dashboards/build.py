@@ -397,12 +397,10 @@ def clinic_overview() -> dict[str, Any]:
 
     online = (
         Select.over(
-            site("sensor_status")
-            .field("silent_s", "last", "silent_s")
-            .group_by("patient", "sensor")
+            site("sensor_status").field("online", "last", "online").group_by("patient", "sensor")
         )
-        .where_field("silent_s", "<", 5.0)
-        .field("silent_s", "count", "sensors online")
+        .where_field("online", "=", True)
+        .field("online", "count", "sensors online")
         .group_by("patient")
     )
     sway = site("sway_live").field("rms_m_s2", "last", "sway RMS").group_by("patient", "exercise")
@@ -426,8 +424,8 @@ def clinic_overview() -> dict[str, Any]:
         table.Panel()
         .title("Active patients")
         .description(
-            "One row per patient seen in the time range: sensors streaming now (status within "
-            "5 s), the exercise, live sway RMS (m/s²), repetitions, open alerts and the lowest "
+            "One row per patient seen in the time range: sensors streaming (their last status "
+            "says online; a sensor gone silent also raises an alert), the exercise, live sway RMS (m/s²), repetitions, open alerts and the lowest "
             "battery. Sorted by open alerts, most first."
         )
         .datasource(DATASOURCE)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -127,13 +127,22 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             f"{opts.patients} patients × 3 sensors at {cfg.rate_hz:.0f} Hz for {opts.duration_s:.0f} s"
         )
         sim = Simulation(cfg)
+        # the analysis worker, with session and trial events for the activity cycle
+        from poise.worker.demo import DemoWorker
+
+        dw = DemoWorker(stack, cfg.patient_ids(), "demo", opts.duration_s)
+        dw.start()
         for s in sim.sensors.values():
             pub.publish_status(s.sensor_id, sensor_status(s, cfg.rate_hz, sim.profile.id))
         progress = {"t": 0.0}
         result: dict[str, Any] = {}
 
+        def on_progress(t: float) -> None:
+            progress["t"] = t
+            dw.tick(t)
+
         def work() -> None:
-            result["res"] = sim.run(pub.publish, on_progress=lambda t: progress.__setitem__("t", t))
+            result["res"] = sim.run(pub.publish, start_ns=dw.start_ns, on_progress=on_progress)
 
         worker = threading.Thread(target=work, name="poise-demo-sim", daemon=True)
         worker.start()
@@ -149,7 +158,11 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                     rates[sid] = (s.samples - prev[sid]) / max(now - last, 1e-6)
                     prev[sid] = s.samples
                 last = now
-                live.update(_view(sim, rates, progress["t"], opts.duration_s, pub, ingest))
+                live.update(
+                    Group(
+                        _view(sim, rates, progress["t"], opts.duration_s, pub, ingest), dw.table()
+                    )
+                )
                 if not console.is_terminal and now - last_line > 10:
                     console.print(
                         f"  {progress['t']:.0f} s simulated, {ingest.stats.samples_written} samples stored"
@@ -162,16 +175,25 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                 s.sensor_id, {**sensor_status(s, cfg.rate_hz, sim.profile.id), "online": False}
             )
         stored = _wait_stored(counter, ingest, res.samples_published)
+        trial_rows = dw.finish(console)
         summary = {
             "samples_published": res.samples_published,
             "samples_stored": stored,
             "frames_published": res.frames_published,
             "frames_rejected": sum(ingest.stats.rejected.values()),
             "all_acknowledged_by_broker": drained,
+            "trial_summaries": len(trial_rows),
             "influx": {"url": info.influx_url, "database": info.database},
             "mqtt": {"host": info.mqtt_host, "port": info.mqtt_port},
             "dir": str(root),
         }
+        try:  # the end of the demo: a progress report from seeded weeks of summaries
+            from poise.report.demo import demo_report
+
+            with stack.influx_client("worker") as db:  # writes summaries, reads them back
+                summary["report"] = str(demo_report(db, root, opts.patients))
+        except ImportError as exc:
+            console.print(f"no report: {exc.name} is missing (pip install 'poise[report]')")
     finally:
         if console_ui is not None:
             console_ui.stop()
@@ -189,6 +211,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         + ("  [green]all stored[/green]" if ok else "  [red]MISMATCH[/red]")
     )
     console.print(f"frames rejected   : {summary['frames_rejected']}")
+    if "report" in summary:
+        console.print(f"progress report   : {summary['report']}")
     if opts.keep:
         console.print(
             f"The stack is still running. Data: InfluxDB {info.influx_url}, database "

@@ -112,3 +112,13 @@ def test_query_class_renders_influxql() -> None:
 def test_query_class_refuses_what_the_tables_lack(make, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make().render()
+
+
+def test_docs_describe_every_panel() -> None:
+    docs = (Path(build.__file__).parents[1] / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    for name in build.DASHBOARDS:
+        doc = json.loads((build.GENERATED / f"{name}.json").read_text(encoding="utf-8"))
+        assert f"`{doc['uid']}`" in docs
+        for panel in doc["panels"]:
+            title = "ROM: *joint motion*" if panel["title"].startswith("ROM: ") else panel["title"]
+            assert title.lower() in docs.lower(), f"docs/dashboards.md lacks {title!r}"

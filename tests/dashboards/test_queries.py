@@ -61,22 +61,22 @@ def _check_panel(pq: PanelQuery, series: list[dict[str, Any]]) -> None:
 def clinic(tmp_path_factory: pytest.TempPathFactory):
     from poise.stack import LocalStack
 
-    stack = LocalStack(tmp_path_factory.mktemp("stack"))
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), sites=[SITE])
     stack.start()
-    info = stack.info()
-    influx = InfluxV1(info.influx_url, info.database)
     now_ms = int(time.time() * 1000)
-    write_clinic(influx, now_ms * 1_000_000)
     try:
-        yield influx, now_ms + 1000
+        with stack.influx_client("admin") as admin:
+            write_clinic(admin, now_ms * 1_000_000)
+        # the dashboards query as Grafana does: the read-only role
+        with stack.influx_client("reader") as reader:
+            yield reader, now_ms + 1000, stack
     finally:
-        influx.close()
         stack.stop()
 
 
 @pytest.mark.parametrize("name", sorted(build.DASHBOARDS))
 def test_every_variable_query_returns_values(clinic, name: str) -> None:
-    influx, now_ms = clinic
+    influx, now_ms, _ = clinic
     options, _ = resolve_variables(_doc(name), _tag_values(influx), now_ms=now_ms)
     for variable, values in options.items():
         assert values, f"{name}: variable {variable} has no values"
@@ -86,7 +86,7 @@ def test_every_variable_query_returns_values(clinic, name: str) -> None:
 
 
 def test_live_session_panels(clinic) -> None:
-    influx, now_ms = clinic
+    influx, now_ms, _ = clinic
     doc = _doc("live-session")
     answered: dict[str, set[str]] = {}
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -125,7 +125,7 @@ def test_live_session_panels(clinic) -> None:
 
 
 def test_clinic_overview_rows(clinic) -> None:
-    influx, now_ms = clinic
+    influx, now_ms, _ = clinic
     doc = _doc("clinic-overview")
     _, chosen = resolve_variables(doc, _tag_values(influx), now_ms=now_ms)
     by_ref: dict[str, dict[str, dict[str, Any]]] = {}
@@ -147,7 +147,7 @@ def test_clinic_overview_rows(clinic) -> None:
 
 
 def test_patient_progress_panels(clinic) -> None:
-    influx, now_ms = clinic
+    influx, now_ms, _ = clinic
     doc = _doc("patient-progress")
     answered: dict[str, set[str]] = {}
     for patient in (BALANCE, ROM):
@@ -178,7 +178,7 @@ def test_patient_progress_panels(clinic) -> None:
 
 
 def test_device_health_panels(clinic) -> None:
-    influx, now_ms = clinic
+    influx, now_ms, _ = clinic
     doc = _doc("device-health")
     _, chosen = resolve_variables(doc, _tag_values(influx), now_ms=now_ms)
     assert chosen["sensor"] == ["s-lb-1", "s-sh-2", "s-th-2"]
@@ -186,3 +186,17 @@ def test_device_health_panels(clinic) -> None:
         series = _run(influx, pq, chosen, now_ms)
         _check_panel(pq, series)
         assert {s["tags"]["sensor"] for s in series} == {"s-lb-1", "s-sh-2", "s-th-2"}, pq.panel
+
+
+def test_check_command_runs_every_query(clinic, monkeypatch, capsys) -> None:
+    from poise.cli import main
+
+    influx, _, stack = clinic
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["dashboards", "check", "--influx", influx.url, "--database", influx.database]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    panels = [r for r in rows if "panel" in r]
+    assert len(panels) == sum(len(list(panel_queries(_doc(n)))) for n in build.DASHBOARDS)
+    assert not [r for r in panels if "error" in r]
+    assert {r["dashboard"] for r in rows} == set(build.DASHBOARDS)
