@@ -77,6 +77,9 @@ def worker(stack, tmp: Path) -> Iterator[None]:
             *("--mqtt", f"{info.mqtt_host}:{info.mqtt_port}"),
             *("--influx", info.influx_url, "--database", info.database),
             *("--state", str(tmp / "worker.state.json"), "--ready-file", str(ready)),
+            # ``poise simulate`` mounts the lower-back sensor with x forward (the worker's
+            # default, -z, is the mount of the clinic scenario traces)
+            "--ap-axis=+x",
         ]
         with service(argv, tmp / "worker.log"):
             wait_until(ready.exists, 60, "the worker to subscribe")
@@ -147,10 +150,11 @@ def test_live_page_with_the_real_worker(stack, tmp_path: Path) -> None:
                 30,
             )
             t0 = time.monotonic()
-            # quiet stance: the worker's intensity epochs (every 5 s) and device status
+            # quiet stance: the worker's sway scores (10 s windows), intensity, device status
             wait_js(page, "document.getElementById('zone').textContent !== '–'", 15)
-            time.sleep(max(0.0, 12.0 - (time.monotonic() - t0)))
-            shot(page, "worker-live-stance")
+            wait_js(page, "document.getElementById('sway-rms').textContent.includes('m/s')", 15)
+            time.sleep(max(0.0, 13.5 - (time.monotonic() - t0)))
+            shot(page, "worker-live-sway")
             page.get_by_role("button", name="Stop the trial").click()
             page.wait_for_selector("#start-trial")
             # seated knee extension-flexion from 15 s of the simulation on

@@ -24,7 +24,9 @@
   var swayPlot = new uPlot({
     width: width(swayEl), height: 240, legend: { show: true },
     scales: { x: { time: true } },
-    axes: [axis("time"), axis("m/s²")],
+    axes: [axis("time"), Object.assign(axis("m/s²"), {
+      size: 60, values: function (u, vals) { return vals.map(function (v) { return +v.toPrecision(3); }); }
+    })],
     series: [{}, { label: "AP", stroke: "#0b5cad", width: 2, spanGaps: true }, { label: "ML", stroke: "#b45f06", width: 2, spanGaps: true },
       { label: "RMS", stroke: "#111", width: 3, spanGaps: true, points: { show: true, size: 6 } },
       { label: "limit", stroke: "#b00020", dash: [8, 6], width: 2, spanGaps: true }]
