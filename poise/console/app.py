@@ -79,6 +79,14 @@ class Login:
     form: FormData | None = None
 
 
+def local_path(target: str) -> str:
+    """Where to go after signing in: a path on this site only (never ``//host`` or ``/\\host``,
+    which browsers read as another site)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return "/"
+
+
 def fmt_time(t_ns: int | None) -> str:
     if not t_ns:
         return "–"
@@ -236,7 +244,7 @@ class Console:
         resp = self.render(
             request,
             "login.html",
-            {"login_csrf": token, "message": message, "next": nxt if nxt.startswith("/") else "/"},
+            {"login_csrf": token, "message": message, "next": local_path(nxt)},
             status,
         )
         resp.set_cookie(
@@ -285,7 +293,7 @@ class Console:
             db.commit()
         nxt = str(form.get("next", "/"))
         resp = RedirectResponse(
-            nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", 303
+            local_path(nxt), 303
         )
         resp.set_cookie(
             COOKIE,

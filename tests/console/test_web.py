@@ -166,3 +166,13 @@ def test_a_session_through_the_forms_with_refusals(console) -> None:
         doc = cl.get("/patients/p001/export.json").json()
         assert doc["sessions"][0]["trials"][0]["exercise"] == "quiet_stance"
         assert cl.get("/room.json").json()["in_session"] == []
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [("/patients", "/patients"), ("//evil.example", "/"), ("/\\evil.example", "/"), ("https://x", "/")],
+)
+def test_after_sign_in_only_local_paths(target: str, expected: str) -> None:
+    from poise.console.app import local_path
+
+    assert local_path(target) == expected
