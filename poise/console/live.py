@@ -305,6 +305,13 @@ class LiveBoard:
                 "alerts": [a for a in live.open_alerts() if a["active"]],
             }
 
+    def recent(self, now_s: float, within_s: float = 60.0) -> list[str]:
+        """Patients with live points in the last ``within_s`` seconds (by the points' times)."""
+        with self._lock:
+            return sorted(
+                p for p, live in self.patients.items() if live.last_t_s > now_s - within_s
+            )
+
     def pop_trial_summaries(self) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
             out, self.trial_summaries = self.trial_summaries, []
