@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
 SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd
 
-.PHONY: demo test unit lint bench services clean help
+.PHONY: demo test unit lint bench services report-deps browser clean help
 
 help:
 	@echo "make demo   - run the whole pipeline locally with simulated patients"
@@ -32,6 +32,28 @@ services:
 	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto influxdb" >&2; exit 1; fi; \
 	fi
 
+# reports: WeasyPrint renders the PDF with pango/harfbuzz; DejaVu is the report's font;
+# poppler-utils (pdftoppm, pdftotext) lets the tests look at the PDF's pages
+REPORT_LIBS := /usr/bin/pdftoppm /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+report-deps:
+	@missing=""; for f in $(REPORT_LIBS); do [ -e $$f ] || missing="$$missing $$f"; done; \
+	ldconfig -p 2>/dev/null | grep -q libpango-1.0 || missing="$$missing libpango"; \
+	ldconfig -p 2>/dev/null | grep -q libharfbuzz || missing="$$missing libharfbuzz"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages for reports (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils >/dev/null; \
+	  else echo "missing:$$missing -- run as root: apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils" >&2; exit 1; fi; \
+	fi
+# console browser tests: Debian's chromium driven by Playwright (never a browser download)
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+browser:
+	@[ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the console's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "missing /usr/bin/chromium -- run as root: apt-get install -y chromium" >&2; exit 1; fi; }
+
 demo: $(STAMP) services
 	$(BIN)/poise demo
 
@@ -42,7 +64,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test: $(STAMP) services lint
+test: $(STAMP) services report-deps browser lint
 	$(BIN)/pytest
 
 bench: $(STAMP) services

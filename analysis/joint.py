@@ -1,21 +1,16 @@
 """Joint angles, range of motion and repetitions.
 
-Two sensors on adjacent segments (proximal, distal), each with its VQF orientation (6D: no
-magnetometer, so each sensor has its own arbitrary, slowly drifting heading). The relative
-rotation R_rel = R_prox^T R_dist is taken relative to a static neutral pose (the first 2 s
-by default) and the joint angle is its *twist* about the flexion axis. A heading difference
-between the two sensors is a rotation about the vertical, perpendicular to a knee's or
-elbow's axis in the usual poses, so it leaves the twist nearly untouched (second order).
-
-The flexion axis is estimated from the movement itself, as the dominant axis of the relative
-angular velocity (after Seel, Raisch & Schauer 2014, Sensors 14:6891), so sensors may be
-strapped on any which way. Its sign makes the first movement after neutral positive (knee
-and elbow exercises start from extension).
+Hinge joints (knee, elbow, ankle) from two sensors on adjacent segments: the heading-free
+hinge angle of ``analysis.hinge`` (joint axes from the hinge constraints, re-estimated as the
+motion shows more of them; the angle from each sensor's up direction about its own axis), so
+neither careful mounting nor a shared heading is needed, and a still proximal segment is
+fine.
 
 One-sensor mode (hip, shoulder): the segment's inclination change from its neutral pose.
 
 Everything is causal and carries its state: ``JointAngle.update`` on chunks gives exactly
-the batch result, and so does ``RepCounter``.
+the batch result, and so does ``RepCounter``. The live scores (``LiveJointAngle``,
+``LiveRepetitions``) wrap them in the analysis contract.
 """
 
 from __future__ import annotations
@@ -26,11 +21,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analysis.hinge import ALGORITHM_VERSION as HINGE_VERSION
+from analysis.hinge import HingeAngle, HingeParams
 from analysis.orientation import Orientation
-from poise.core.rotations import mean_quat, qconj, qmul, qrotate, quat_about_z
+from poise.core.rotations import qconj, qrotate
 
 Array = npt.NDArray[np.float64]
-ALGORITHM_VERSION = "joint-1.0"
+ALGORITHM_VERSION = f"joint-2.0+{HINGE_VERSION}"
 HINGE_JOINTS = ("knee", "elbow", "ankle")
 SEGMENT_JOINTS = ("hip", "shoulder")
 # Normal active ROM (degrees), for orientation in reports.
@@ -43,174 +40,9 @@ NORMAL_ROM_DEG = {
     ("elbow", "flexion"): 145.0,
 }
 
-
-@dataclass(frozen=True)
-class JointParams:
-    neutral_s: float = 2.0  # the static neutral pose at the start defines zero
-    axis_rotation_deg: float = 60.0  # estimate the axis once the joint has moved this much
-    invert: bool = False  # flip the sign (e.g. an ankle whose first movement is plantarflexion)
-
-
-def heading_offset_rad(acc_e_p: Array, acc_e_d: Array) -> float:
-    """The rotation about the vertical that best maps the distal sensor's horizontal
-    accelerations (in its own 6D earth frame) onto the proximal sensor's (2-D Procrustes).
-    Two sensors on adjacent segments near one joint accelerate alike, so this resolves the
-    heading the two 6D orientations do not share, the 180° ambiguity included."""
-    ap, ad = acc_e_p[:, :2], acc_e_d[:, :2]
-    cross = float(np.sum(ad[:, 0] * ap[:, 1] - ad[:, 1] * ap[:, 0]))
-    dot = float(np.sum(ad[:, 0] * ap[:, 0] + ad[:, 1] * ap[:, 1]))
-    return float(np.arctan2(cross, dot))
-
-
-def _off_axis_share(w: Array) -> float:
-    """How much of the angular velocity is not about its dominant axis (0: a pure hinge)."""
-    sv = np.linalg.svd(w, compute_uv=False)
-    total = float(np.sum(sv**2))
-    return float(np.sum(sv[1:] ** 2) / total) if total > 0 else 0.0
-
-
-def refine_heading_rad(
-    coarse: float, q_p: Array, q_d: Array, gyr_p: Array, gyr_d: Array, span_deg: float = 60.0
-) -> float:
-    """Search around ``coarse`` for the heading offset that makes the relative angular
-    velocity most hinge-like (2° grid, then 0.2°)."""
-    best = coarse
-    for step_deg, half in ((2.0, span_deg), (0.2, 2.0)):
-        grid = best + np.radians(np.arange(-half, half + step_deg / 2, step_deg))
-        costs = []
-        for d in grid:
-            q_rel = qmul(qconj(q_p), qmul(quat_about_z(float(d))[None, :], q_d))
-            costs.append(_off_axis_share(gyr_d - qrotate(qconj(q_rel), gyr_p)))
-        i = int(np.argmin(costs))
-        best = float(grid[i])
-        if 0 < i < len(grid) - 1:  # the vertex of the parabola through the lowest three
-            c0, c1, c2 = costs[i - 1], costs[i], costs[i + 1]
-            denom = c0 - 2 * c1 + c2
-            if denom > 0:
-                best += 0.5 * (c0 - c2) / denom * float(grid[1] - grid[0])
-    return best
-
-
-@dataclass
-class JointAngle:
-    """Two-sensor hinge joint angle, fed in chunks: ``update(time_s, acc_p, gyr_p, acc_d,
-    gyr_d)`` returns (time_s, angle_deg) for every sample whose angle is known. Until the
-    joint has moved enough to show its axis (and the heading offset between the two 6D
-    orientations), samples are held back; then they are returned together."""
-
-    params: JointParams = field(default_factory=JointParams)
-    axis_: Array | None = None  # flexion axis in the distal sensor frame, once known
-    heading_offset_rad_: float | None = None  # distal earth frame -> proximal earth frame
-    _prox: Orientation = field(default_factory=Orientation, repr=False)
-    _dist: Orientation = field(default_factory=Orientation, repr=False)
-    _t0: float | None = field(default=None, repr=False)
-    _q_neutral: Array | None = field(default=None, repr=False)
-    _held: dict[str, list[Array]] = field(default_factory=dict, repr=False)
-    _rotated_deg: float = field(default=0.0, repr=False)
-    _last_t: float | None = field(default=None, repr=False)
-
-    def update(
-        self, time_s: Array, acc_p: Array, gyr_p: Array, acc_d: Array, gyr_d: Array
-    ) -> tuple[Array, Array]:
-        if len(time_s) == 0:
-            return np.empty(0), np.empty(0)
-        q_p = self._prox.update(time_s, acc_p, gyr_p)
-        q_d = self._dist.update(time_s, acc_d, gyr_d)
-        if self._t0 is None:
-            self._t0 = float(time_s[0])
-        if self.axis_ is not None:
-            return time_s.copy(), self._angles(q_p, q_d)
-        # Still learning: hold samples back until the joint has turned axis_rotation_deg
-        # (relative to the other segment) after the neutral pose. The sample at which that
-        # happens is fixed by the data alone, so any chunking learns from the same samples.
-        prev_t = self._last_t if self._last_t is not None else float(time_s[0])
-        dts = np.diff(np.concatenate([[prev_t], time_s]))
-        moving = time_s - self._t0 >= self.params.neutral_s
-        turned = self._rotated_deg + np.cumsum(
-            np.where(moving, np.degrees(np.linalg.norm(gyr_d - gyr_p, axis=1)) * dts, 0.0)
-        )
-        self._last_t = float(time_s[-1])
-        crossed = np.flatnonzero(turned >= self.params.axis_rotation_deg)
-        k = int(crossed[0]) + 1 if crossed.size else len(time_s)
-        held = self._held
-        for key, arr in (
-            ("t", time_s),
-            ("q_p", q_p),
-            ("q_d", q_d),
-            ("gyr_p", gyr_p),
-            ("gyr_d", gyr_d),
-            ("acc_p", acc_p),
-            ("acc_d", acc_d),
-        ):
-            held.setdefault(key, []).append(np.asarray(arr[:k], dtype=np.float64))
-        self._rotated_deg = float(turned[k - 1])
-        if not crossed.size:
-            return np.empty(0), np.empty(0)
-        t_held, a_held = self._learn_and_flush()
-        if k == len(time_s):
-            return t_held, a_held
-        return (
-            np.concatenate([t_held, time_s[k:]]),
-            np.concatenate([a_held, self._angles(q_p[k:], q_d[k:])]),
-        )
-
-    def finish(self) -> tuple[Array, Array]:
-        """At the end of a session: the angles of any held samples (the axis is then learnt
-        from whatever movement there was)."""
-        if self.axis_ is not None or not self._held:
-            return np.empty(0), np.empty(0)
-        return self._learn_and_flush()
-
-    def _learn_and_flush(self) -> tuple[Array, Array]:
-        h = {k: np.concatenate(v) for k, v in self._held.items()}
-        self._held = {}
-        t = h["t"]
-        assert self._t0 is not None
-        neutral = t - self._t0 < self.params.neutral_s
-        moving = ~neutral
-        # 1. heading offset between the two 6D earth frames, from the movement
-        acc_e_p = qrotate(h["q_p"], h["acc_p"])
-        acc_e_d = qrotate(h["q_d"], h["acc_d"])
-        sel = moving if moving.sum() >= 10 else np.ones_like(moving)
-        coarse = heading_offset_rad(acc_e_p[sel], acc_e_d[sel])
-        # ... refined by the hinge itself: with the right heading, the relative angular
-        # velocity turns about one axis only
-        self.heading_offset_rad_ = refine_heading_rad(
-            coarse, h["q_p"][sel], h["q_d"][sel], h["gyr_p"][sel], h["gyr_d"][sel]
-        )
-        q_rel = self._q_rel(h["q_p"], h["q_d"])
-        # 2. neutral pose
-        self._q_neutral = mean_quat(q_rel[neutral]) if neutral.any() else q_rel[0]
-        q_dn = qmul(qconj(self._q_neutral)[None, :], q_rel)
-        # 3. flexion axis: dominant relative angular velocity, in the distal frame
-        w_rel = h["gyr_d"] - qrotate(qconj(q_rel), h["gyr_p"])
-        w = w_rel[sel]
-        if not np.any(w):
-            self.axis_ = np.array([1.0, 0.0, 0.0])
-        else:
-            _u, _s, vt = np.linalg.svd(w, full_matrices=False)
-            axis = vt[0]
-            twist = 2 * np.arctan2(q_dn[sel][:, 1:] @ axis, q_dn[sel][:, 0])
-            if np.sum(np.sign(twist) * twist**2) < 0:  # the first movement is flexion
-                axis = -axis
-            self.axis_ = -axis if self.params.invert else axis
-        return t, self._twist_deg(q_dn)
-
-    def _q_rel(self, q_p: Array, q_d: Array) -> Array:
-        assert self.heading_offset_rad_ is not None
-        q_d_aligned = qmul(quat_about_z(self.heading_offset_rad_)[None, :], q_d)
-        return qmul(qconj(q_p), q_d_aligned)  # distal -> proximal
-
-    def _angles(self, q_p: Array, q_d: Array) -> Array:
-        assert self._q_neutral is not None
-        q_dn = qmul(qconj(self._q_neutral)[None, :], self._q_rel(q_p, q_d))
-        return self._twist_deg(q_dn)
-
-    def _twist_deg(self, q: Array) -> Array:
-        assert self.axis_ is not None
-        q = q * np.where(q[:, :1] < 0, -1.0, 1.0)  # w >= 0: angles in (-180, 180]
-        angle: Array = np.degrees(2 * np.arctan2(q[:, 1:] @ self.axis_, q[:, 0]))
-        return angle
+# the two-sensor hinge angle (kept under the names the CLI, worker and benchmarks use)
+JointParams = HingeParams
+JointAngle = HingeAngle
 
 
 def joint_angle(

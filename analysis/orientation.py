@@ -67,6 +67,23 @@ class Orientation:
         out = self._filter.updateBatch(gyr, acc, mag_c)
         return np.asarray(out[key])
 
+    def get_state(self) -> dict[str, Any] | None:
+        """The online filter's whole state as plain data (VQF's own state, the sample
+        period), or None before the first sample."""
+        if self._filter is None:
+            return None
+        return {"period_s": self._period_s, "vqf": dict(self._filter.state)}
+
+    def set_state(self, state: dict[str, Any] | None) -> None:
+        if state is None:
+            self._filter, self._period_s = None, None
+            return
+        self._period_s = float(state["period_s"])
+        self._filter = vqf.VQF(self._period_s, **self.vqf_params)
+        self._filter.state = {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in state["vqf"].items()
+        }
+
 
 def vertical_in_sensor(q: Array) -> Array:
     """Earth's up direction seen in the sensor frame: the third row of R (sensor->earth)."""

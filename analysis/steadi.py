@@ -29,7 +29,7 @@ from analysis.sway import LossOfBalanceParams, SwayParams, analyze_trial, loss_o
 from poise.core.channels import G
 
 Array = npt.NDArray[np.float64]
-ALGORITHM_VERSION = "steadi-1.0"
+ALGORITHM_VERSION = "steadi-1.1"
 FOUR_STAGES = ("feet_together", "semi_tandem", "tandem", "single_leg")
 
 # 30-Second Chair Stand: below-average scores are below these (CDC STEADI, Rikli & Jones).
@@ -98,6 +98,56 @@ def check_stages(stages: list[Stage]) -> None:
             raise ValueError(f"stage {b.name} starts before {a.name} ends")
 
 
+def score_stage(
+    time_s: Array,
+    acc: Array,
+    gyr: Array | None,
+    stage: Stage,
+    params: FourStageParams | None = None,
+) -> dict[str, Any]:
+    """One stance of the test on its own: hold time, pass (held ``hold_s``), the first loss
+    of balance and the sway over the held part, with the stance as its condition. The
+    worker scores each stage trial with this; ``four_stage`` adds the test's verdict."""
+    p = params or FourStageParams()
+    if stage.name not in FOUR_STAGES:
+        raise ValueError(f"stage {stage.name!r} is not one of {', '.join(FOUR_STAGES)}")
+    sel = (time_s >= stage.start_s) & (time_s < stage.end_s)
+    t, a = time_s[sel], acc[sel]
+    g = None if gyr is None else gyr[sel]
+    if len(t) < 10:
+        raise ValueError(
+            f"stage {stage.name}: no data between {stage.start_s:g} and {stage.end_s:g} s"
+        )
+    lob = loss_of_balance(t, a, g, p.sway.ap_axis, p.loss_of_balance)
+    end = (
+        min(stage.end_s, lob) if lob is not None else min(stage.end_s, float(t[-1]) + (t[1] - t[0]))
+    )
+    hold = end - stage.start_s
+    held = t < end
+    sway = None
+    sway_quality = None
+    if held.sum() > max(30, 3 * (2 * p.sway.filter_order + 1)):
+        res = analyze_trial(
+            t[held],
+            a[held],
+            None if g is None else g[held],
+            p.sway,
+            condition={"stance": stage.name},
+        )
+        sway = res.metrics
+        sway_quality = res.quality.as_dict()
+    return {
+        "stage": stage.name,
+        "attempted": True,
+        "hold_s": round(hold, 3),
+        "passed": hold >= p.hold_s - 1e-9,
+        "loss_of_balance_s": None if lob is None else round(lob - stage.start_s, 3),
+        "sway": sway,
+        "sway_quality": sway_quality,
+        "condition": {"stance": stage.name},
+    }
+
+
 def four_stage(
     time_s: Array,
     acc: Array,
@@ -107,10 +157,29 @@ def four_stage(
 ) -> dict[str, Any]:
     """Hold time, pass/fail and sway per stage, and the tandem verdict.
 
-    The verdict needs the test to have been run as far as the tandem stance or to a failure
-    before it: a list of stages that all passed but stops before tandem was not a complete
-    test and gets no verdict (``ValueError``), as do stages out of order or repeated."""
+    Several stages are one run of the test: they must come in the test's order from feet
+    together, each once, and reach the tandem stance or a failure before it; otherwise
+    ``ValueError`` (a test not run as the test is gets no verdict). A single stage is scored
+    alone (as the worker scores one stage trial): its verdict is known only when it is the
+    tandem stance, or an easier stance that failed; else ``tandem_under_10s`` is None."""
     p = params or FourStageParams()
+    if len(stages) == 1:
+        st = stages[0]
+        if not st.end_s > st.start_s:
+            raise ValueError(f"stage {st.name}: its end ({st.end_s:g} s) is not after its start")
+        r = score_stage(time_s, acc, gyr, st, p)
+        if st.name == "tandem":
+            verdict: bool | None = not r["passed"]
+        elif FOUR_STAGES.index(st.name) < FOUR_STAGES.index("tandem") and not r["passed"]:
+            verdict = True
+        else:
+            verdict = None
+        return {
+            "test": "steadi_4stage",
+            "stages": [r],
+            "flags": {"tandem_under_10s": verdict},
+            "algorithm_version": ALGORITHM_VERSION,
+        }
     check_stages(stages)
     results: list[dict[str, Any]] = []
     failed = False
@@ -118,42 +187,8 @@ def four_stage(
         if failed:
             results.append({"stage": st.name, "attempted": False})
             continue
-        sel = (time_s >= st.start_s) & (time_s < st.end_s)
-        t, a = time_s[sel], acc[sel]
-        g = None if gyr is None else gyr[sel]
-        if len(t) < 10:
-            raise ValueError(f"stage {st.name}: no data between {st.start_s:g} and {st.end_s:g} s")
-        lob = loss_of_balance(t, a, g, p.sway.ap_axis, p.loss_of_balance)
-        end = min(st.end_s, lob) if lob is not None else min(st.end_s, float(t[-1]) + (t[1] - t[0]))
-        hold = end - st.start_s
-        passed = hold >= p.hold_s - 1e-9
-        held = t < end
-        sway = None
-        sway_quality = None
-        min_len = 3 * (2 * p.sway.filter_order + 1)
-        if held.sum() > max(30, min_len):
-            res = analyze_trial(
-                t[held],
-                a[held],
-                None if g is None else g[held],
-                p.sway,
-                condition={"stance": st.name},
-            )
-            sway = res.metrics
-            sway_quality = res.quality.as_dict()
-        results.append(
-            {
-                "stage": st.name,
-                "attempted": True,
-                "hold_s": round(hold, 3),
-                "passed": passed,
-                "loss_of_balance_s": None if lob is None else round(lob - st.start_s, 3),
-                "sway": sway,
-                "sway_quality": sway_quality,
-                "condition": {"stance": st.name},
-            }
-        )
-        failed = not passed
+        results.append(score_stage(time_s, acc, gyr, st, p))
+        failed = not results[-1]["passed"]
     names = [r["stage"] for r in results]
     tandem_at = FOUR_STAGES.index("tandem")
     if "tandem" not in names and not failed:
@@ -300,7 +335,8 @@ def chair_stand(
     reached after the end, and its height at the end is past ``halfway`` of that rise."""
     p = params or ChairStandParams()
     t0 = float(time_s[0]) if start_s is None else start_s
-    if not time_s[0] - 1e-9 <= t0 < time_s[-1]:
+    # the test may start a little before the first sample (a trial event, then the data)
+    if not time_s[0] - p.test_s < t0 < time_s[-1]:
         raise ValueError(
             f"the start time {t0 - float(time_s[0]):.4g} s is outside the recording "
             f"(0-{float(time_s[-1] - time_s[0]):.4g} s)"
@@ -408,6 +444,45 @@ def fit_turn(time_s: Array, heading_rad: Array, start_s: float, end_s: float) ->
     return Turn(t0, t0 + dur, float(coef[2]))
 
 
+def find_turns(
+    time_s: Array,
+    yaw_rate_rad_s: Array,
+    params: TugParams | None = None,
+    lo: int = 0,
+    hi: int | None = None,
+) -> list[Turn]:
+    """Turns within samples [lo, hi]: a yaw rate above ``turn_rate_rad_s`` turning at least
+    ``min_turn_rad`` in all, its edges first guessed where the rate falls to
+    ``turn_edge_fraction`` of its peak, then fitted as a minimum-jerk heading change."""
+    p = params or TugParams()
+    t = time_s
+    hi = len(t) - 1 if hi is None else hi
+    rate = np.abs(yaw_rate_rad_s)
+    heading = integrate.cumulative_trapezoid(yaw_rate_rad_s, time_s, initial=0.0)
+    guesses: list[tuple[int, int]] = []
+    inside = np.zeros(len(t), bool)
+    inside[lo : hi + 1] = True
+    for seg_a, seg_b in _segments((rate > p.turn_rate_rad_s) & inside):
+        low = p.turn_edge_fraction * float(rate[seg_a:seg_b].max())
+        a, b = seg_a, seg_b
+        while a > 0 and rate[a - 1] > low:
+            a -= 1
+        while b < len(rate) and rate[b] > low:
+            b += 1
+        angle = abs(float(heading[min(b, len(t) - 1)] - heading[a]))
+        if angle >= p.min_turn_rad and not (guesses and a <= guesses[-1][1]):
+            guesses.append((a, b))
+    turns: list[Turn] = []
+    for i, (a, b) in enumerate(guesses):
+        # fit over the turn and as long again either side, short of the neighbouring turns
+        span = b - a
+        f_lo = max(lo, a - span, guesses[i - 1][1] if i else 0)
+        f_hi = min(hi + 1, b + span, guesses[i + 1][0] if i + 1 < len(guesses) else len(t))
+        turn = fit_turn(t[f_lo:f_hi], heading[f_lo:f_hi], float(t[a]), float(t[min(b, len(t) - 1)]))
+        turns.append(Turn(max(turn.start_s, float(t[f_lo])), turn.end_s, turn.angle_rad))
+    return turns
+
+
 def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) -> dict[str, Any]:
     p = params or TugParams()
     m = trunk_motion(time_s, acc, gyr, p.vertical)
@@ -434,28 +509,7 @@ def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) 
     end = min(end, len(time_s) - 1)
     v = m.vertical_velocity_m_s
     t = time_s
-    # turns: sustained yaw rate, at least min_turn_rad in all
-    rate = np.abs(m.yaw_rate_rad_s)
-    heading = integrate.cumulative_trapezoid(m.yaw_rate_rad_s, time_s, initial=0.0)
-    guesses: list[tuple[int, int]] = []
-    for seg_a, seg_b in _segments(rate > p.turn_rate_rad_s):
-        low = p.turn_edge_fraction * float(rate[seg_a:seg_b].max())
-        a, b = seg_a, seg_b
-        while a > 0 and rate[a - 1] > low:
-            a -= 1
-        while b < len(rate) and rate[b] > low:
-            b += 1
-        angle = abs(float(heading[min(b, len(t) - 1)] - heading[a]))
-        if angle >= p.min_turn_rad and not (guesses and a <= guesses[-1][1]):
-            guesses.append((a, b))
-    turns: list[Turn] = []
-    for i, (a, b) in enumerate(guesses):
-        # fit over the turn and as long again either side, short of the neighbouring turns
-        span = b - a
-        lo = max(onset, a - span, guesses[i - 1][1] if i else 0)
-        hi = min(end + 1, b + span, guesses[i + 1][0] if i + 1 < len(guesses) else len(t))
-        turn = fit_turn(t[lo:hi], heading[lo:hi], float(t[a]), float(t[min(b, len(t) - 1)]))
-        turns.append(Turn(max(turn.start_s, float(t[lo])), turn.end_s, turn.angle_rad))
+    turns = find_turns(t, m.yaw_rate_rad_s, p, onset, end)
     duration = float(t[end] - t[onset])
     out: dict[str, Any] = {
         "test": "tug",

@@ -24,12 +24,22 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from analysis.contract import (
+    REGISTRY,
+    FieldValue,
+    ImuChunk,
+    Record,
+    ScoreSpec,
+    pack,
+    register,
+    unpack,
+)
 from poise.core.channels import G
 from poise.core.clinical import CONDITIONS
 from poise.core.derived import SWAY_METRIC_FIELDS
@@ -458,3 +468,125 @@ class LiveSway:
         if drop > 0:
             self._t, self._acc = self._t[drop:], self._acc[drop:]
         return out
+
+    # --- state as plain data (the analysis contract's get_state/set_state) ---
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "fs_hz": self.fs_hz,
+            "window": self.window,
+            "hop": self.hop,
+            "t": self._t.copy(),
+            "acc": self._acc.copy(),
+            "seen": self._seen,
+            "next_end": self._next_end,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.fs_hz = float(state["fs_hz"])
+        self.window, self.hop = int(state["window"]), int(state["hop"])
+        self._t = np.asarray(state["t"], dtype=np.float64).reshape(-1)
+        self._acc = np.asarray(state["acc"], dtype=np.float64).reshape(-1, 3)
+        self._seen, self._next_end = int(state["seen"]), int(state["next_end"])
+
+
+@dataclass(frozen=True)
+class SwayLiveParams:
+    """Parameters of the live sway score: the sway method, the window and its hop, and how
+    many first samples fix the sampling rate (their median interval)."""
+
+    sway: SwayParams = field(default_factory=SwayParams)
+    window_s: float = 10.0
+    hop_s: float = 1.0
+    rate_from_samples: int = 64
+
+
+class SwayScore:
+    """Live sway in the analysis contract (``analysis.contract``): fed ``{"trunk": ImuChunk}``
+    chunks, it returns one ``sway_live`` record per completed window, its fields named with
+    their units (``rms_m_s2`` ...), ``window_s`` and the quality flag ``not_computed`` when
+    a metric has no value. The sampling rate is the median interval of the first
+    ``rate_from_samples`` samples, so any chunking gives the same records."""
+
+    roles: ClassVar[tuple[str, ...]] = ("trunk",)
+
+    def __init__(self, params: SwayLiveParams | None = None) -> None:
+        self.params = params or SwayLiveParams()
+        self._live: LiveSway | None = None
+        self._pending_t = np.empty(0)
+        self._pending_acc = np.empty((0, 3))
+
+    def _records(self, windows: list[tuple[float, dict[str, float]]]) -> list[Record]:
+        out = []
+        for t_end, metrics in windows:
+            fields: dict[str, FieldValue] = {
+                SWAY_METRIC_FIELDS[k]: (v if math.isfinite(v) else None) for k, v in metrics.items()
+            }
+            fields["window_s"] = self.params.window_s
+            flags = ("not_computed",) if any(not math.isfinite(v) for v in metrics.values()) else ()
+            out.append(Record("sway_live", t_end, fields, ALGORITHM_VERSION, flags))
+        return out
+
+    def update(self, chunk: Mapping[str, ImuChunk]) -> list[Record]:
+        c = chunk["trunk"]
+        if self._live is None:
+            self._pending_t = np.concatenate([self._pending_t, c.time_s])
+            self._pending_acc = np.concatenate([self._pending_acc, c.acc])
+            if len(self._pending_t) < self.params.rate_from_samples:
+                return []
+            first = self._pending_t[: self.params.rate_from_samples]
+            fs = 1.0 / round(float(np.median(np.diff(first))), 12)
+            p = self.params
+            self._live = LiveSway(fs, p.sway, p.window_s, p.hop_s)
+            t, acc = self._pending_t, self._pending_acc
+            self._pending_t, self._pending_acc = np.empty(0), np.empty((0, 3))
+            return self._records(self._live.update(t, acc, np.zeros_like(acc)))
+        return self._records(self._live.update(c.time_s, c.acc, np.zeros_like(c.acc)))
+
+    def finish(self) -> list[Record]:
+        return []  # a window that never filled is not scored
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = pack(
+            {
+                "live": None if self._live is None else self._live.get_state(),
+                "pending_t": self._pending_t,
+                "pending_acc": self._pending_acc,
+            }
+        )
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        s = unpack(state)
+        self._pending_t = np.asarray(s["pending_t"], dtype=np.float64).reshape(-1)
+        self._pending_acc = np.asarray(s["pending_acc"], dtype=np.float64).reshape(-1, 3)
+        if s["live"] is None:
+            self._live = None
+        else:
+            p = self.params
+            self._live = LiveSway(float(s["live"]["fs_hz"]), p.sway, p.window_s, p.hop_s)
+            self._live.set_state(s["live"])
+
+
+def _sway_factory(overrides: Mapping[str, Any]) -> SwayScore:
+    sway_keys = set(SwayParams.__dataclass_fields__)
+    sp = SwayParams(**{k: v for k, v in overrides.items() if k in sway_keys})
+    rest = {k: v for k, v in overrides.items() if k not in sway_keys}
+    return SwayScore(SwayLiveParams(sway=sp, **rest))
+
+
+def _register() -> None:
+    if "sway" not in REGISTRY:
+        register(
+            ScoreSpec(
+                name="sway",
+                factory=_sway_factory,
+                roles=SwayScore.roles,
+                measurement="sway_live",
+                applies_to=("quiet_stance", "steadi_4stage/"),
+                needs_gyr=False,
+            )
+        )
+
+
+_register()

@@ -72,8 +72,14 @@ MDC_DEFAULTS: dict[str, MdcDefault] = {
     "path_rate_m_s3": SWAY_DEFAULT,
     "ellipse_area_95_m2_s4": SWAY_DEFAULT,
     "hold_s": MdcDefault(mdc=2.0, source="project default (no published MDC for hold time)"),
-    "stands": MdcDefault(mdc=2.0, source="30 s chair stand, about 2 stands in older adults"),
-    "tug_s": MdcDefault(mdc=2.0, source="TUG, about 1-3 s depending on the population"),
+    "stands": MdcDefault(
+        mdc=2.5, source="30 s chair stand: MDC about 2.5 stands (Gill et al. 2022, knee OA)"
+    ),
+    "tug_s": MdcDefault(
+        mdc=2.0,
+        source="project default; published TUG MDCs depend on the population "
+        "(review: Arkesteijn & Low 2022)",
+    ),
     "rom_deg": MdcDefault(mdc=10.0, source="goniometer MDD about 10 deg (Hancock et al. 2018)"),
     "pain_0_10": MdcDefault(mdc=2.0, source="NPRS: 2 points (Farrar et al. 2001)"),
     "fatigue_borg": MdcDefault(mdc=2.0, source="project default"),

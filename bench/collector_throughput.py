@@ -58,7 +58,7 @@ def streams(rng: np.random.Generator) -> dict[str, tuple[list[bytes], dict[str, 
         t = (10**9 + k * 19_230_769).to_bytes(8, "little")
         deltas = rng.integers(-100, 100, (34, 3)).astype(np.int8).tobytes()
         verity.append(b"\x02" + t + b"\x81" + _i16(raw[k, :3]) + bytes([8, 34]) + deltas)
-    out["polar-verity-sense"] = (verity, {"factor": "0.000244"})
+    out["polar-verity-sense"] = (verity, {"acc_factor": "0.000244", "gyr_factor": "0.061"})
     lines = [
         json.dumps({"t": i * 10, "ax": round(x, 4), "ay": round(y, 4), "az": round(z, 4)}) + "\n"
         for i, (x, y, z) in enumerate(raw[:, :3] / 200)

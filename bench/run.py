@@ -17,6 +17,9 @@ def main() -> None:
     results["analysis_throughput"] = analysis_throughput.main()
     results["collector_throughput"] = collector_throughput.main()
     results["ingest_throughput"] = ingest_throughput.main()
+    from bench import console_speed  # needs Playwright and Debian's chromium (make browser)
+
+    results["console_speed"] = console_speed.main()
     print(json.dumps(results, indent=2))
 
 

@@ -134,7 +134,7 @@ class SensorSession:
             settings=self.settings,
             channels=spec.channels,
         )
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, bytes, bool]] = asyncio.Queue()
         self._last_notify = 0.0
         self._disconnected = asyncio.Event()
         self._arrivals: deque[int] = deque(maxlen=200)
@@ -143,14 +143,29 @@ class SensorSession:
     # the notification callback: trivial by design (bleak calls it on the event loop)
     def _on_notify(self, _sender: Any, data: bytearray) -> None:
         self._last_notify = time.monotonic()
-        self._queue.put_nowait((self._now_ns(), bytes(data)))
+        self._queue.put_nowait((self._now_ns(), bytes(data), False))
+
+    def _on_answer(self, _sender: Any, data: bytearray) -> None:
+        # the device's answer to a configuration write: in the same queue, so it is handled
+        # before the data that follows it
+        self._queue.put_nowait((self._now_ns(), bytes(data), True))
 
     def _on_disconnect(self, _client: Any) -> None:
         self._disconnected.set()
 
+    def _handle_answer(self, data: bytes) -> None:
+        self.pipeline.answer(data)
+        refusal = self.pipeline.decoder.last_refusal
+        if refusal:
+            self.pipeline.decoder.last_refusal = None
+            log.warning("sensor %s: %s", self.spec.sensor_id, refusal)
+
     async def _decode_loop(self) -> None:
         while True:
-            arrival_ns, data = await self._queue.get()
+            arrival_ns, data, is_answer = await self._queue.get()
+            if is_answer:
+                self._handle_answer(data)
+                continue
             self.stats.notifications += 1
             self._arrivals.append(arrival_ns)
             frames = self.pipeline.feed(data, arrival_ns)
@@ -230,6 +245,8 @@ class SensorSession:
                 max_attempts=self.params.connect_attempts,
             )
             try:
+                if self.profile.answers_char:
+                    await client.start_notify(self.profile.answers_char, self._on_answer)
                 await self._configure(client)
                 await client.start_notify(self.profile.notify, self._on_notify)
             except BaseException:
@@ -290,8 +307,11 @@ class SensorSession:
         finally:
             # hand over what was received before stopping
             while not self._queue.empty():
-                arrival_ns, data = self._queue.get_nowait()
-                self._account(self.pipeline.feed(data, arrival_ns))
+                arrival_ns, data, is_answer = self._queue.get_nowait()
+                if is_answer:
+                    self._handle_answer(data)
+                else:
+                    self._account(self.pipeline.feed(data, arrival_ns))
             self._account(self.pipeline.flush(), arrived=False)
             decoder.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -64,8 +64,9 @@ class JetStreamPublisher:
         self._user, self._password = username, password
         self._ack_timeout_s = ack_timeout_s
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="poise-js-pub",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="poise-js-pub", daemon=True
+        )
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._wake: asyncio.Event | None = None
@@ -143,10 +144,15 @@ class JetStreamPublisher:
         while not self._stop.is_set():
             try:
                 self._nc = await nats.connect(
-                    self.url, user=self._user, password=self._password,
-                    name=f"poise-gw-{self.gateway_id}", max_reconnect_attempts=-1,
-                    reconnect_time_wait=1, disconnected_cb=disconnected,
-                    reconnected_cb=reconnected, connect_timeout=5,
+                    self.url,
+                    user=self._user,
+                    password=self._password,
+                    name=f"poise-gw-{self.gateway_id}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    connect_timeout=5,
                 )
                 break
             except Exception as exc:
@@ -176,8 +182,12 @@ class JetStreamPublisher:
 
         async def one(spool_id: int, topic: str, payload: bytes) -> int | None:
             try:
-                ack = await js.publish(subject(topic), payload, timeout=self._ack_timeout_s,
-                                       headers={"Nats-Msg-Id": msg_id(topic, payload)})
+                ack = await js.publish(
+                    subject(topic),
+                    payload,
+                    timeout=self._ack_timeout_s,
+                    headers={"Nats-Msg-Id": msg_id(topic, payload)},
+                )
             except Exception as exc:
                 self.stats.refused += 1
                 log.debug("no stream acknowledgement for a frame: %s", exc)

@@ -7,7 +7,6 @@ the code that handles a patient's data. Pure: arrival times are arguments.
 from __future__ import annotations
 
 import bisect
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +56,7 @@ class SensorPipeline:
         self.period_ns = 1e9 / rate_hz
         # a pipeline may carry a subset of the profile's channels (e.g. a Verity Sense's acc)
         self.channels = channels or profile.channels
-        self._slots = [profile.channels.index(c) for c in self.channels]
+        self._slots_by_shape: dict[tuple[str, ...], list[int] | None] = {}
         self.stats = PipelineStats()
         self._dev: list[tuple[int, tuple[float, ...]]] = []  # device time, values; sorted
         self._last_dev_ns: int | None = None  # device time of the newest sample framed
@@ -79,15 +78,28 @@ class SensorPipeline:
     def lost_samples(self) -> int:
         return self.device_lost if self.device_clock is not None else self.clock.lost_samples
 
+    def _slots(self, shape: tuple[str, ...]) -> list[int] | None:
+        """Where this pipeline's channels sit in samples of ``shape``; None: not all there."""
+        slots = self._slots_by_shape.get(shape, ())
+        if slots == ():
+            have = {c: i for i, c in enumerate(shape)}
+            slots = [have[c] for c in self.channels] if set(self.channels) <= set(have) else None
+            self._slots_by_shape[shape] = slots
+        return slots  # type: ignore[return-value]
+
+    def answer(self, data: bytes) -> None:
+        """The device's answer to a configuration write (e.g. Polar's FACTOR)."""
+        self.decoder.answer(data)
+
     def feed(self, notification: bytes, arrival_ns: int) -> list[Frame]:
         decoded = self.decoder.feed(notification)
         samples = []
         for s in decoded:
-            vals = tuple(s.values[i] for i in self._slots)
-            if any(math.isnan(v) for v in vals):  # a sample of another stream of this device
+            slots = self._slots(s.channels)
+            if slots is None:  # a sample of another stream of this device (Verity's gyro)
                 self.stats.partial += 1
                 continue
-            samples.append((s, vals))
+            samples.append((s, tuple(s.values[i] for i in slots)))
         if not samples:
             return []
         if self.device_clock is not None:

@@ -34,7 +34,17 @@ TYPES: dict[str, str] = {
     "f32": "f",
     "f64": "d",
 }
-FRAMINGS = ("stream", "packet", "json-lines", "polar-pmd")
+FRAMINGS = ("stream", "packet", "json-lines", "polar-pmd")  # one codec each: collector.codecs
+DEVICE_VALUE = "device"  # a float setting left to the device's own answer (Polar's FACTOR)
+STREAMS = ("always", "after-start", "after-rate")
+# what each analysis needs from a sensor (channel groups); a sensor feeds those it covers
+ANALYSIS_NEEDS: dict[str, tuple[str, ...]] = {
+    "sway": ("acc",),
+    "four_stage": ("acc",),
+    "chair_stand": ("acc", "gyr"),
+    "tug": ("acc", "gyr"),
+    "joint_angles": ("acc", "gyr"),
+}
 POLAR_EPOCH_NS = 946_684_800 * 10**9  # 2000-01-01T00:00Z in ns since the Unix epoch
 
 
@@ -87,6 +97,8 @@ class Setting:
 
     def check(self, value: str) -> str:
         if self.kind == "float":
+            if value == DEVICE_VALUE:
+                return value
             try:
                 float(value)
             except ValueError:
@@ -118,7 +130,22 @@ class PmdSpec:
     types: dict[int, str]  # measurement type -> channel group ("acc", "gyr", "mag")
     raw_to_si: dict[str, float]  # group -> factor from an uncompressed raw value to SI
     compressed_to_si: dict[str, float]  # group -> factor from raw x FACTOR to SI
-    factor_setting: str | None  # the setting holding FACTOR
+    # group -> the setting holding its FACTOR: each measurement type has its own, and the
+    # device says it in its answer to the start write ("device"), or ``--set`` gives it
+    factor_settings: dict[str, str] = field(default_factory=dict)
+    # group -> the frame type the device sends (bit 7: delta compressed); a virtual device
+    # sends these, as the real one does
+    device_frames: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """How the device behaves (device quirks as data): what a virtual device of this profile
+    does, and what the gateway may expect."""
+
+    factory_rate_hz: int | None = None  # the rate it streams at before any rate write
+    streams: str = "always"  # "always", "after-start" (its start writes) or "after-rate"
+    answers: tuple[tuple[bytes, bytes], ...] = ()  # (a configuration write, its answer)
 
 
 @dataclass(frozen=True)
@@ -145,6 +172,17 @@ class Profile:
     battery: bool = False
     min_mtu: int = 23
     face_normal: str | None = None  # the sensor axis out of the device's face, e.g. "+z"
+    answers_char: str | None = None  # the device answers configuration writes here
+    device: DeviceSpec = field(default_factory=DeviceSpec)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c[:3] for c in self.channels))
+
+    def feeds(self) -> list[str]:
+        """The analyses this sensor can feed on its own (see ANALYSIS_NEEDS)."""
+        have = set(self.groups)
+        return [name for name, needs in ANALYSIS_NEEDS.items() if set(needs) <= have]
 
     def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
         """Every setting's value: the defaults, with ``overrides`` checked and applied."""
@@ -290,10 +328,21 @@ def load_profile(path: Traversable | str) -> Profile:
             g: UNIT_TO_SI[u]
             for g, u in pm.get("compressed_unit", dict, "group -> unit", {}).items()
         }
-        factor = pm.get("factor_setting", str, "a setting name", None)
-        if factor is not None and factor not in settings:
-            raise pm.fail("factor_setting", f"one of the settings {sorted(settings)}", factor)
-        pmd_spec = PmdSpec(types, raw_to_si, comp_to_si, factor)
+        factors = {
+            str(g): str(v)
+            for g, v in pm.get("factor_settings", dict, "group -> setting name", {}).items()
+        }
+        for g, name in factors.items():
+            if name not in settings or settings[name].kind != "float":
+                raise pm.fail(
+                    f"factor_settings.{g}", f"a float setting of {sorted(settings)}", name
+                )
+        frames = {}
+        for g, v in pm.get("device_frames", dict, "group -> frame type", {}).items():
+            if not isinstance(v, int) or not 0 <= v <= 255 or (v & 0x7F) > 2:
+                raise pm.fail(f"device_frames.{g}", "a frame type 0-2, +128 if compressed", v)
+            frames[str(g)] = v
+        pmd_spec = PmdSpec(types, raw_to_si, comp_to_si, factors, frames)
         groups = set(types.values())
         channels = tuple(c for c in SAMPLE_CHANNELS if c[:3] in groups)
     else:
@@ -314,6 +363,20 @@ def load_profile(path: Traversable | str) -> Profile:
         channels = next(iter(channel_sets))
     if not channels:
         raise packet.fail("framing", "a packet layout that yields sample channels", "none")
+    dev = top.sub("device", {})
+    dev.unknown({"factory_rate_hz", "streams", "answers"})
+    answers = tuple((a.hex("write"), a.hex("answer")) for a in dev.subs("answers"))
+    answers_char = gatt.get("answers", str, "a characteristic UUID", None)
+    if answers and not answers_char:
+        raise ProfileError(
+            f"{path.name}: field 'gatt.answers': expected the characteristic the device "
+            "answers on (device.answers are given), found nothing (missing)"
+        )
+    device = DeviceSpec(
+        factory_rate_hz=dev.integer("factory_rate_hz", "a rate in Hz", None, 1, 10_000),
+        streams=dev.choice("streams", STREAMS, "after-start" if top.has("start") else "always"),
+        answers=answers,
+    )
     rates = top.sub("rates", {})
     rate_writes = {}
     for key, value in rates.get("writes", dict, "a table of rate -> writes", {}).items():
@@ -351,6 +414,8 @@ def load_profile(path: Traversable | str) -> Profile:
         battery=gatt.get("battery", bool, "true or false", False),
         face_normal=_axis(top.sub("axes", {})),
         min_mtu=gatt.get("min_mtu", int, "an ATT MTU in bytes", 23),
+        answers_char=answers_char.lower() if answers_char else None,
+        device=device,
     )
 
 

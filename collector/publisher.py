@@ -35,6 +35,9 @@ log = logging.getLogger("poise.collector.publisher")
 # disk, so they are published again after the reconnect.
 REPLAY_WINDOW_S = 30.0
 
+# MQTT 5 for Mosquitto; 3.1.1 for brokers that speak only that, such as NATS's MQTT listener
+MQTT_PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
 
 @dataclass
 class PublisherStats:
@@ -62,8 +65,12 @@ class Publisher:
         password: str | None = None,
         keepalive_s: int = 15,
         tls_ca: str | None = None,
+        protocol: str = "5",
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        if protocol not in MQTT_PROTOCOLS:
+            raise ValueError(f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}")
+        self.protocol = protocol
         self.spool = spool
         self.window = window
         self.replay_window_ns = int(replay_window_s * 1e9)
@@ -75,7 +82,9 @@ class Publisher:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"poise-gw-{gateway_id}",
-            protocol=mqtt.MQTTv5,
+            protocol=MQTT_PROTOCOLS[protocol],
+            # 3.1.1 has no clean_start; the spool, not the broker session, holds what is unsent
+            clean_session=True if protocol == "3.1.1" else None,
         )
         if username is not None:
             self._client.username_pw_set(username, password)
@@ -101,6 +110,9 @@ class Publisher:
         self._disconnected_at_ns: int | None = None
         self._connected_since_ns = 0
         self._replay_from_ns: int | None = None
+        self.last_refusal: str | None = None  # the broker's reason for the last refused frame
+        self._pause_until = 0.0  # after a refusal: resend no sooner (monotonic s)
+        self._warned_at = -1e9
         self._pump_thread = threading.Thread(target=self._pump, name="poise-pump", daemon=True)
 
     # --- paho callbacks (network thread): record and wake the pump, nothing more ---
@@ -151,17 +163,15 @@ class Publisher:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if reason_code.is_failure:
+            self.last_refusal = str(reason_code)
         self._acks.append((mid, not reason_code.is_failure))
         self._wake.set()
 
     # --- public API ---
     def start(self) -> None:
-        self._client.connect_async(
-            self._host,
-            self._port,
-            keepalive=self._keepalive,
-            clean_start=True,  # the spool, not the broker session, holds what is unsent
-        )
+        kw: dict[str, Any] = {} if self.protocol == "3.1.1" else {"clean_start": True}
+        self._client.connect_async(self._host, self._port, keepalive=self._keepalive, **kw)
         self._client.loop_start()
         self._pump_thread.start()
 
@@ -236,6 +246,15 @@ class Publisher:
             else:
                 self.stats.refused += 1
                 self._cursor = min(self._cursor, spool_id - 1)  # resend from there
+                # the broker may refuse for good (an ACL): resend calmly, say why, rarely
+                self._pause_until = time.monotonic() + 1.0
+                if time.monotonic() - self._warned_at > 30:
+                    self._warned_at = time.monotonic()
+                    log.warning(
+                        "the broker refused frames (%s); they stay spooled and are resent. "
+                        "A gateway's MQTT user must be its site id",
+                        self.last_refusal,
+                    )
         if acked:
             self.spool.ack(acked, self.now_ns())
             self.stats.acked += len(acked)
@@ -249,7 +268,7 @@ class Publisher:
             if rows:
                 log.info("replayed %d frames acknowledged shortly before the disconnect", len(rows))
         room = self.window - len(self._inflight)
-        if room <= 0:
+        if room <= 0 or time.monotonic() < self._pause_until:
             return
         in_flight = set(self._inflight.values())
         for spool_id, topic, payload in self.spool.unacked_after(self._cursor, room):

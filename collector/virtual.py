@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -232,6 +233,46 @@ def notifications(
                     size -= record_len // 2
                 yield arrival, records[sent_bytes : sent_bytes + size]
                 sent_bytes += size
+        t_event += lp.connection_interval_s
+
+
+def rows_for(channels: tuple[str, ...], trace: SensorTrace) -> Array:
+    """A trace as the rows a codec encodes: one column per channel, SI units (a constant
+    magnetic field where a profile has a magnetometer)."""
+    mag = np.tile([20.0, -5.0, -40.0], (len(trace.time_s), 1))
+    cols = {"acc": trace.acc, "gyr": trace.gyr, "mag": mag}
+    return np.column_stack([cols[c[:3]][:, "xyz".index(c[-1])] for c in channels])
+
+
+def codec_notifications(
+    rng: np.random.Generator,
+    codec: Any,
+    rows: Array,
+    sample_time_s: Array,
+    rate_hz: float,
+    link: LinkParams | None = None,
+) -> Iterator[tuple[float, bytes]]:
+    """A device's notifications (arrival time s, bytes), in order, for any profile: at each
+    connection event the samples taken so far are encoded by the profile's own codec (the
+    device side of ``collector.codecs``) to the link's payload size. Where the framing is a
+    byte stream, a notification is sometimes split in two, as BLE stacks do."""
+    lp = link or LinkParams()
+    n = len(sample_time_s)
+    mtu = lp.max_payload_bytes + 3
+    sent = 0
+    t_event = float(sample_time_s[0]) + rng.uniform(0, lp.connection_interval_s)
+    while sent < n:
+        ready = int(np.searchsorted(sample_time_s, t_event, side="right"))
+        if ready > sent and rng.random() >= lp.stall_probability:
+            arrival = t_event + abs(rng.normal(0, lp.jitter_s))
+            for data, _k in codec.encode(rows[sent:ready], sent, rate_hz, mtu):
+                if codec.splittable and len(data) > 2 and rng.random() < lp.split_probability:
+                    cut = len(data) // 2
+                    yield arrival, data[:cut]
+                    yield arrival, data[cut:]
+                else:
+                    yield arrival, data
+            sent = ready
         t_event += lp.connection_interval_s
 
 

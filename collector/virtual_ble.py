@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -341,6 +339,7 @@ class VirtualSensor:
         address: str | None = None,
     ) -> None:
         from collector import profiles
+        from collector.codecs import codec_for
 
         self.profile = profiles.get(profile_id)
         self.world = world
@@ -351,13 +350,14 @@ class VirtualSensor:
         self.mag = mag if mag is not None else np.tile([20.0, -5.0, -40.0], (len(acc), 1))
         self.source_rate_hz = source_rate_hz
         p = self.profile
-        # WitMotion leaves the factory at 10 Hz; the others at their profile's default
-        self.rate_hz = 10 if p.id == "witmotion-wt901ble" else p.default_rate_hz
+        # the device's side of the profile's codec: the same bytes the gateway decodes
+        self.codec = codec_for(p)
+        self.rate_hz = p.device.factory_rate_hz or p.default_rate_hz
         self.settings = p.resolve({})
-        self.needs_start = bool(p.start) or p.framing == "polar-pmd"
-        self.started = not self.needs_start
+        self.started = p.device.streams == "always"
         self._start_seen: set[bytes] = set()
-        self.unlocked = False
+        self._answers_given: list[bytes] = []
+        self._since_rate: list[bytes] = []  # writes since the last complete rate sequence
         self.writes: list[bytes] = []
         self.sent = 0  # samples notified
         self.withheld = 0  # samples measured but not sent once streaming had begun
@@ -369,12 +369,13 @@ class VirtualSensor:
         self._index = 0
         self._due_before = 0
         self._pending_indications: list[bytes] = []
+        self.indications_sent = 0
         self._was_listening = False
         self._held: tuple[list[int], int] | None = None
         props = Characteristic.Properties
         self.notify_char = Characteristic(p.notify, props.NOTIFY, Characteristic.READABLE, b"")
         write_props = props.WRITE_WITHOUT_RESPONSE | props.WRITE
-        if p.framing == "polar-pmd":
+        if p.answers_char is not None and p.answers_char == (p.write or "").lower():
             write_props = props.READ | props.WRITE | props.INDICATE
         self.write_char: Characteristic[bytes] = Characteristic(
             p.write or "0000ffff-0000-1000-8000-00805f9b34fb",
@@ -393,48 +394,59 @@ class VirtualSensor:
             self.device.add_service(Service("0000180f-0000-1000-8000-00805f9b34fb", [battery]))
         world.peripherals[self.address] = self
 
-    # --- configuration, as the device answers it ---
+    # --- configuration, as the device answers it (all of it profile data) ---
     def _on_write(self, connection: Any, value: bytes) -> None:
+        from collector.codecs import codec_for
+
         value = bytes(value)
         self.writes.append(value)
         p = self.profile
-        if p.id == "witmotion-wt901ble":
-            self._witmotion_register(value)
-            return
-        for rate, seq in p.rate_writes.items():
-            if any(value == w.data for w in seq):
-                if p.framing == "polar-pmd":  # a PMD start: answered on the control point
-                    self._pending_indications.append(bytes([0xF0, 0x02, value[1], 0x00, 0x00]))
-                if value == seq[-1].data:  # the sequence is complete
-                    self.rate_hz = rate
-                    self.started = self.started or p.framing == "polar-pmd"
-                return
-        setting_write = False
+        known = False
+        answer = self.codec.device_answer(value)
+        if answer is not None:
+            known = True
+            self.codec.answer(answer)  # the device knows what it said (its FACTOR)
+            self._answers_given.append(answer)
+            self._pending_indications.append(answer)
+        if any(value == w.data for seq in p.rate_writes.values() for w in seq):
+            known = True
+            self._since_rate.append(value)
+            # a rate is set when its whole sequence has been written (e.g. WitMotion's
+            # unlock, rate register, save)
+            done = [
+                rate
+                for rate, seq in p.rate_writes.items()
+                if value == seq[-1].data and all(w.data in self._since_rate for w in seq)
+            ]
+            if done:
+                # several sequences may share their last write: the one whose writes came last
+                since = self._since_rate
+
+                def last_seen(rate: int) -> int:
+                    seq = p.rate_writes[rate]
+                    return max(len(since) - 1 - since[::-1].index(w.data) for w in seq[:-1] or seq)
+
+                self.rate_hz = max(done, key=last_seen)
+                self._since_rate.clear()
+                if p.device.streams == "after-rate":
+                    self.started = True
         for name, st in p.settings.items():
             for option, data in st.writes.items():
                 if value == data:  # e.g. MetaMotion's configure write carries the range
                     self.settings[name] = option
-                    setting_write = True
+                    known = True
+                    self.codec = codec_for(p, settings=self.settings)
+                    for given in self._answers_given:
+                        self.codec.answer(given)
         fixed_starts = {w.data for w in p.start if w.setting is None}
         if value in fixed_starts:
+            known = True
             self._start_seen.add(value)
-            if fixed_starts <= self._start_seen:
+            if fixed_starts <= self._start_seen and p.device.streams == "after-start":
                 self.started = True
-            return
-        if setting_write or (not p.rate_writes and not p.start):
+        if known or (not p.rate_writes and not p.start):
             return  # (a device without commands, like a NUS sketch, ignores what it gets)
         raise ATT_Error(ErrorCode.VALUE_NOT_ALLOWED)
-
-    def _witmotion_register(self, value: bytes) -> None:
-        if len(value) != 5 or value[:2] != b"\xff\xaa":
-            raise ATT_Error(ErrorCode.VALUE_NOT_ALLOWED)
-        reg = value[2]
-        if reg == 0x69 and value[3:] == b"\x88\xb5":
-            self.unlocked = True
-        elif reg == 0x03 and self.unlocked and value[3] in WIT_RATES:
-            self.rate_hz = WIT_RATES[value[3]]
-        elif reg == 0x00:
-            self.unlocked = False
 
     # --- the device's own packet layout ---
     def _values(self, idx: list[int]) -> np.ndarray:
@@ -443,66 +455,7 @@ class VirtualSensor:
 
     def _encode(self, idx: list[int], first_index: int, mtu: int) -> list[tuple[bytes, int]]:
         """Notifications (bytes, samples in them) for the samples ``idx``."""
-        p = self.profile
-        vals = self._values(idx)
-        room = mtu - 3
-        if p.framing == "polar-pmd":
-            assert p.pmd is not None
-            acc_type = next(t for t, g in p.pmd.types.items() if g == "acc")
-            per = max(1, (room - 10) // 6)
-            out = []
-            for pos in range(0, len(idx), per):
-                chunk = vals[pos : pos + per, :3] / p.pmd.raw_to_si["acc"]
-                last = first_index + pos + len(chunk) - 1
-                t_last = round(last * 1e9 / self.rate_hz) + 10**9  # device clock, ns since 2000
-                body = np.clip(np.round(chunk), -32768, 32767).astype("<i2").tobytes()
-                out.append(
-                    (bytes([acc_type]) + t_last.to_bytes(8, "little") + b"\x01" + body, len(chunk))
-                )
-            return out
-        if p.framing == "json-lines":
-            assert p.json is not None
-            keys = {name: (key, to_si) for key, (name, to_si) in p.json.fields.items()}
-            text = ""
-            for j, row in enumerate(vals):
-                obj: dict[str, float] = {"t": (first_index + j) * 1000 // self.rate_hz}
-                for c, v in zip(p.channels, row, strict=True):
-                    key, to_si = keys[c]
-                    obj[key] = round(float(v) / to_si, 5)
-                text += json.dumps(obj) + "\n"
-            data = text.encode()
-            # one notification per connection event, cut at the MTU: lines get split
-            out = [(data[i : i + room], 0) for i in range(0, len(data), room)]
-            out[-1] = (out[-1][0], len(idx))
-            return out
-        rec = next(r for r in p.records if r.kind == "sample")
-        recs = b"".join(self._record(rec, row) for row in vals)
-        size = max(rec.length, room // rec.length * rec.length)
-        return [
-            (recs[i : i + size], len(recs[i : i + size]) // rec.length)
-            for i in range(0, len(recs), size)
-        ]
-
-    def _record(self, rec: Any, row: np.ndarray) -> bytes:
-        buf = bytearray(rec.length)
-        buf[: len(rec.header)] = rec.header
-        by_name = dict(zip(self.profile.channels, row, strict=True))
-        for f in rec.fields:
-            scale = (
-                self.profile.settings[f.scale_setting].scales[self.settings[f.scale_setting]]
-                if f.scale_setting
-                else f.scale
-            )
-            raw = by_name.get(f.name, 0.0) / (scale * f.to_si)
-            code = f.fmt[-1]
-            lim = {"b": 127, "B": 255, "h": 32767, "H": 65535, "i": 2**31 - 1, "I": 2**32 - 1}.get(
-                code
-            )
-            value: float | int = raw
-            if lim is not None:
-                value = int(np.clip(round(raw), -lim - 1 if code.islower() else 0, lim))
-            struct.pack_into(f.fmt, buf, f.offset, value)
-        return bytes(buf)
+        return self.codec.encode(self._values(idx), first_index, self.rate_hz, mtu)
 
     # --- life ---
     async def start(self) -> None:
@@ -559,6 +512,7 @@ class VirtualSensor:
                 for conn in list(self.device.connections.values()):
                     with contextlib.suppress(Exception):
                         await self.device.indicate_subscriber(conn, self.write_char, data)
+                        self.indications_sent += 1
             now = loop.time() - self._t0
             due = int(now * self.rate_hz)
             new = due - self._due_before

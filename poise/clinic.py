@@ -408,51 +408,65 @@ def cli(args: Any) -> int:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from collector.publisher import Publisher
-    from collector.spool import Spool
-    from poise.cli.common import mqtt_credentials
+    from poise.cli.common import mqtt_ca, mqtt_credentials
+    from poise.cli.simulation import make_publisher
     from poise.core import topics
+    from poise.core.tls import configure_mqtt
 
-    host, port = args.mqtt
-    user, password = mqtt_credentials("gateway")
-    spool_path = args.spool or Path(tempfile.mkdtemp(prefix="poise-sim-")) / "spool.db"
-    pub = Publisher(
-        host,
-        port,
-        Spool(spool_path),
-        site=args.site,
-        gateway_id=args.gateway_id,
-        username=user,
-        password=password,
-    )
-    cuser, cpassword = mqtt_credentials("console")
-    events_client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    if cuser is not None:
-        events_client.username_pw_set(cuser, cpassword)
-    events_client.connect(host, port, keepalive=15)
-    events_client.loop_start()
-    infos: list[mqtt.MQTTMessageInfo] = []
-    pub.start()
+    spool_dir = Path(tempfile.mkdtemp(prefix="poise-sim-"))
+    spool_path = args.spool or spool_dir / "spool.db"
+    pub = make_publisher(args, spool_path)
     plans = plan_clinic(args.patients, args.seed)
-    try:
-        res = run_clinic(
-            plans,
-            args.site,
-            pub.publish,
-            lambda patient, payload: infos.append(
-                events_client.publish(topics.session(args.site, patient), payload, qos=1)
-            ),
-            speed=args.speed,
-            start_ns=time.time_ns(),
-        )
-        drained = pub.wait_drained(args.drain_timeout)
-        for info in infos:
-            info.wait_for_publish(10)
-        events_ok = all(i.is_published() for i in infos)
-    finally:
-        pub.stop(drain_timeout_s=1)
-        events_client.disconnect()
-        events_client.loop_stop()
+    if args.nats:
+        # events go the same at-least-once way as frames, under the console's login
+        evpub = make_publisher(args, spool_dir / "events.db", role="console")
+        evpub.start()
+        pub.start()
+        try:
+            res = run_clinic(
+                plans,
+                args.site,
+                pub.publish,
+                lambda patient, payload: evpub.publish([(topics.session(args.site, patient), payload)]),
+                speed=args.speed,
+                start_ns=time.time_ns(),
+            )
+            drained = pub.wait_drained(args.drain_timeout)
+            events_ok = evpub.wait_drained(args.drain_timeout)
+        finally:
+            pub.stop(drain_timeout_s=1)
+            evpub.stop(drain_timeout_s=1)
+    else:
+        host, port = args.mqtt
+        cuser, cpassword = mqtt_credentials("console")
+        protocol = mqtt.MQTTv311 if args.mqtt_protocol == "3.1.1" else mqtt.MQTTv5
+        events_client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
+        if cuser is not None:
+            events_client.username_pw_set(cuser, cpassword)
+        configure_mqtt(events_client, mqtt_ca("console"))
+        events_client.connect(host, port, keepalive=15)
+        events_client.loop_start()
+        infos: list[mqtt.MQTTMessageInfo] = []
+        pub.start()
+        try:
+            res = run_clinic(
+                plans,
+                args.site,
+                pub.publish,
+                lambda patient, payload: infos.append(
+                    events_client.publish(topics.session(args.site, patient), payload, qos=1)
+                ),
+                speed=args.speed,
+                start_ns=time.time_ns(),
+            )
+            drained = pub.wait_drained(args.drain_timeout)
+            for info in infos:
+                info.wait_for_publish(10)
+            events_ok = all(i.is_published() for i in infos)
+        finally:
+            pub.stop(drain_timeout_s=1)
+            events_client.disconnect()
+            events_client.loop_stop()
     res["all_acknowledged_by_broker"] = drained and events_ok
     res["spool"] = str(spool_path)
     print(dumps(res))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -111,6 +111,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         password=gw_pw,
     )
     summary: dict[str, Any] = {}
+    console_ui = _start_console(root, stack, info, opts, console)
     try:
         ingest.start()
         pub.start()
@@ -126,13 +127,22 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
             f"{opts.patients} patients × 3 sensors at {cfg.rate_hz:.0f} Hz for {opts.duration_s:.0f} s"
         )
         sim = Simulation(cfg)
+        # the analysis worker, with session and trial events for the activity cycle
+        from poise.worker.demo import DemoWorker
+
+        dw = DemoWorker(stack, cfg.patient_ids(), "demo", opts.duration_s)
+        dw.start()
         for s in sim.sensors.values():
             pub.publish_status(s.sensor_id, sensor_status(s, cfg.rate_hz, sim.profile.id))
         progress = {"t": 0.0}
         result: dict[str, Any] = {}
 
+        def on_progress(t: float) -> None:
+            progress["t"] = t
+            dw.tick(t)
+
         def work() -> None:
-            result["res"] = sim.run(pub.publish, on_progress=lambda t: progress.__setitem__("t", t))
+            result["res"] = sim.run(pub.publish, start_ns=dw.start_ns, on_progress=on_progress)
 
         worker = threading.Thread(target=work, name="poise-demo-sim", daemon=True)
         worker.start()
@@ -148,7 +158,11 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                     rates[sid] = (s.samples - prev[sid]) / max(now - last, 1e-6)
                     prev[sid] = s.samples
                 last = now
-                live.update(_view(sim, rates, progress["t"], opts.duration_s, pub, ingest))
+                live.update(
+                    Group(
+                        _view(sim, rates, progress["t"], opts.duration_s, pub, ingest), dw.table()
+                    )
+                )
                 if not console.is_terminal and now - last_line > 10:
                     console.print(
                         f"  {progress['t']:.0f} s simulated, {ingest.stats.samples_written} samples stored"
@@ -161,17 +175,28 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                 s.sensor_id, {**sensor_status(s, cfg.rate_hz, sim.profile.id), "online": False}
             )
         stored = _wait_stored(counter, ingest, res.samples_published)
+        trial_rows = dw.finish(console)
         summary = {
             "samples_published": res.samples_published,
             "samples_stored": stored,
             "frames_published": res.frames_published,
             "frames_rejected": sum(ingest.stats.rejected.values()),
             "all_acknowledged_by_broker": drained,
+            "trial_summaries": len(trial_rows),
             "influx": {"url": info.influx_url, "database": info.database},
             "mqtt": {"host": info.mqtt_host, "port": info.mqtt_port},
             "dir": str(root),
         }
+        try:  # the end of the demo: a progress report from seeded weeks of summaries
+            from poise.report.demo import demo_report
+
+            with stack.influx_client("worker") as db:  # writes summaries, reads them back
+                summary["report"] = str(demo_report(db, root, opts.patients))
+        except ImportError as exc:
+            console.print(f"no report: {exc.name} is missing (pip install 'poise[report]')")
     finally:
+        if console_ui is not None:
+            console_ui.stop()
         pub.stop(drain_timeout_s=5)
         ingest.stop()
         influx.close()
@@ -186,6 +211,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         + ("  [green]all stored[/green]" if ok else "  [red]MISMATCH[/red]")
     )
     console.print(f"frames rejected   : {summary['frames_rejected']}")
+    if "report" in summary:
+        console.print(f"progress report   : {summary['report']}")
     if opts.keep:
         console.print(
             f"The stack is still running. Data: InfluxDB {info.influx_url}, database "
@@ -204,6 +231,40 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         )
     summary["ok"] = ok
     return summary
+
+
+def _start_console(
+    root: Path, stack: LocalStack, info: Any, opts: DemoOptions, console: Console
+) -> Any:
+    """The therapist's console on the simulated clinic, with a demo login (None when the
+    console's dependencies are not installed)."""
+    try:
+        from poise.console.demo import start_demo_console
+    except ImportError:
+        return None
+    from poise.stack import free_port
+
+    sim_ids = SimConfig(patients=opts.patients).patient_ids()
+    ui = start_demo_console(
+        root,
+        info.mqtt_host,
+        info.mqtt_port,
+        "demo",
+        sim_ids,
+        free_port(),
+        mqtt_login=stack.mqtt_login("console"),
+    )
+    console.print(
+        f"[bold]console[/bold]: {ui.url}  ·  sign in as [bold]{ui.user}[/bold] with password "
+        f"[bold]{ui.password}[/bold] (made for this run)"
+    )
+    if opts.keep:
+        console.print(
+            f"After the demo, serve it again with the stack's POISE_* variables set "
+            f"('poise stack env --dir {root}' or docs/security.md): poise console --data {ui.data} "
+            f"--mqtt {info.mqtt_host}:{info.mqtt_port} --site demo"
+        )
+    return ui
 
 
 def _wait_stored(influx: InfluxV1, ingest: Ingest, expected: int, timeout_s: float = 60.0) -> int:

@@ -1,8 +1,9 @@
 """Seeded history: weeks of sessions for patients who improve, stay stable or worsen.
 
 The points are those the analysis worker writes (``trial_summary`` and ``session_summary``
-of poise.core.derived, same tags and fields, the algorithm versions of analysis.sway,
-.steadi and .joint), so reports, dashboards, the console and tests see realistic data
+of poise.core.derived, with the tags, fields and algorithm versions of poise.worker.trials;
+like the worker, no ``below_norm``: the norm needs age and sex, which only the clinical
+records know), so reports, dashboards, the console and tests see realistic data
 without hours of simulated IMU streams. ``generate`` is pure (a seed in, points and the known truth out); ``write`` sends
 the points to InfluxDB.
 
@@ -27,17 +28,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from analysis import joint, steadi, sway
+from analysis import steadi
 from poise.core.clinical import FOUR_STAGE_ORDER, condition_tag
 from poise.core.derived import MEASUREMENTS
 from poise.core.ids import check_id
 from poise.core.influx import DERIVED_RP, InfluxV1, point_line
+from poise.worker.trials import KIND_VERSIONS, SESSION_VERSION
 
-# the algorithm versions the worker's scores write
-SWAY_VERSION = sway.ALGORITHM_VERSION
-STEADI_VERSION = steadi.ALGORITHM_VERSION
-JOINT_VERSION = joint.ALGORITHM_VERSION
-SESSION_VERSION = "intensity-1.0"  # the session summary's (the worker's intensity score)
+# the algorithm versions the worker writes
+SWAY_VERSION = KIND_VERSIONS["sway"]
+STEADI_VERSION = KIND_VERSIONS["four_stage"]
+JOINT_VERSION = KIND_VERSIONS["rom"]
 HISTORY_VERSION = 1
 
 COURSES = ("improving", "stable", "worsening")
@@ -201,7 +202,6 @@ def generate(cfg: HistoryConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                     t0_s,
                     f * cfg.effect,
                     base_rms_ap,
-                    norm,
                     steadi=not steadi_done,
                     adherence=100.0 * _lerp(course.attendance, f),
                 )
@@ -241,7 +241,6 @@ def _session(
     t0_s: int,
     f: float,
     base_rms_ap: float,
-    norm: int,
     *,
     steadi: bool,
     adherence: float,
@@ -322,7 +321,7 @@ def _session(
             {},
             "none",
             STEADI_VERSION,
-            {"kind": "chair_stand", "stands": int(stands), "below_norm": stands < norm},
+            {"kind": "chair_stand", "stands": int(stands)},
             30.0,
         )
         tug = round(max(6.0, _lerp(course.tug_s, f) + rng.gauss(0, 0.5)), 2)
@@ -386,7 +385,9 @@ def _session(
                 "load": round(light / 60 + 2 * moderate / 60, 2),
                 "trials": n_trial,
                 "reps": reps_total,
-                "adherence_pct": round(min(100.0, adherence + rng.uniform(-5, 5)), 1),
+                # the worker's adherence: prescribed exercises done / prescribed (here two:
+                # the knee exercise and the balance work, one of them sometimes skipped)
+                "adherence_pct": 100.0 if rng.random() < adherence / 100 else 50.0,
                 "pain_0_10": float(pain),
                 "fatigue_borg": float(fatigue),
             },

@@ -49,6 +49,10 @@ class IngestParams:
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
     group: str | None = None  # shared subscription group for replicas ($share/GROUP/...)
+    # retention of a database the ingest creates (InfluxDB 1.x); never applied to an
+    # existing one: changing it is the operator's ALTER RETENTION POLICY (docs/security.md)
+    raw_retention: str = "30d"
+    derived_retention: str = "INF"
 
 
 @dataclass
@@ -272,7 +276,9 @@ class Ingest:
         delay = self.p.retry_initial_s
         while not self._stop.is_set():
             try:
-                self.influx.ensure_schema()
+                ran = self.influx.ensure_schema(self.p.raw_retention, self.p.derived_retention)
+                for statement in ran:
+                    log.info("created what was missing: %s", statement)
                 return
             except InfluxError as exc:
                 if not exc.retryable:

@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from collector import profiles
+from collector.codecs import codec_for
 from collector.pipeline import SensorPipeline
 from collector.publisher import Publisher
 from collector.virtual import (
     PLACEMENTS,
     SensorTrace,
-    encode_witmotion,
-    notifications,
+    codec_notifications,
+    rows_for,
     simulate_patient,
 )
 from poise.core import topics, wire
@@ -84,8 +85,9 @@ class Simulation:
         notifications in that span, as a sensor out of range would."""
         self.cfg = cfg
         self.profile = profiles.get(cfg.profile)
-        if self.profile.id != "witmotion-wt901ble":
-            raise ValueError("the virtual sensors speak witmotion-wt901ble for now")
+        rate_hz = cfg.rate_hz
+        if self.profile.rate_writes and round(rate_hz) not in self.profile.rate_writes:
+            rate_hz = self.profile.default_rate_hz
         rng = np.random.default_rng(cfg.seed)
         self.traces: dict[str, dict[str, SensorTrace]] = {}
         self.sensors: dict[str, SensorState] = {}
@@ -102,11 +104,19 @@ class Simulation:
                     pid,
                     placement,
                     sid,
-                    SensorPipeline(self.profile, sid, cfg.rate_hz),
+                    SensorPipeline(self.profile, sid, rate_hz),
                     topics.raw(cfg.site, pid, sid),
                 )
-                recs = encode_witmotion(trace.acc, trace.gyr)
-                stream = notifications(rng, recs, 20, trace.time_s)
+                # the device side of the profile's codec: what a real sensor would send
+                device = codec_for(self.profile)
+                for _write, answer in self.profile.device.answers:
+                    device.answer(answer)
+                    self.sensors[sid].pipeline.answer(answer)
+                times = trace.time_s[:: max(1, round(cfg.rate_hz / rate_hz))]
+                rows = rows_for(self.profile.channels, trace)[
+                    :: max(1, round(cfg.rate_hz / rate_hz))
+                ]
+                stream = codec_notifications(rng, device, rows, times, rate_hz)
                 if silent_s and sid in silent_s:
                     stream = _drop_span(stream, *silent_s[sid])
                 self._streams.append(_tagged(stream, sid))

@@ -60,6 +60,7 @@ MQTT_ROLES = ROLES
 INFLUX_ROLES = ("ingest", "worker", "console", "reader", "admin")
 # InfluxDB 1.x privileges per role on the poise database; admin has all privileges.
 INFLUX_GRANTS = {"ingest": "WRITE", "worker": "ALL", "console": "READ", "reader": "READ"}
+BROKERS = ("mosquitto", "nats")
 RAW_RETENTION = "30d"
 DERIVED_RETENTION = "INF"
 
@@ -146,14 +147,19 @@ class StackInfo:
     dir: str
     tls: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    nats_url: str | None = None  # set when the broker is NATS (its MQTT listener is ``mqtt``)
 
     def public(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port, "tls": self.tls},
             "influx": {"url": self.influx_url, "database": self.database},
             "dir": self.dir,
             "env": self.env,
         }
+        if self.nats_url is not None:
+            out["nats"] = {"url": self.nats_url}
+            out["mqtt"]["protocol"] = "3.1.1"  # NATS's MQTT listener speaks 3.1.1 only
+        return out
 
 
 def _private_dir(path: Path) -> Path:
@@ -540,7 +546,8 @@ def _ours(name: str, pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return (b"mosquitto" if name == "mosquitto" else b"influxd") in cmdline
+    program = {"mosquitto": b"mosquitto", "influxdb": b"influxd", "nats": b"nats-server"}
+    return program.get(name, b"\0") in cmdline
 
 
 class LocalStack:
@@ -556,6 +563,7 @@ class LocalStack:
         tls: bool = False,
         raw_retention: str = RAW_RETENTION,
         derived_retention: str = DERIVED_RETENTION,
+        broker: str = "mosquitto",
     ) -> None:
         site_list = [check_id("site", s) for s in sites]
         if not site_list:
@@ -567,8 +575,23 @@ class LocalStack:
         self.derived_retention = derived_retention
         self.credentials = Credentials(self.root / "secrets")
         self.tls = make_tls(self.root / "tls") if tls else None
-        self.mosquitto = Mosquitto(self.root, self.credentials, self.tls)
-        self.mosquitto.sites = site_list
+        if broker not in BROKERS:
+            raise StackError(f"unknown broker {broker!r}; expected one of {', '.join(BROKERS)}")
+        self.broker = broker
+        self.mosquitto: Any
+        if broker == "nats":
+            if tls:
+                raise StackError(
+                    "TLS on the local NATS stack is not wired yet; see docs/deployment.md for "
+                    "a NATS deployment with TLS"
+                )
+            from poise.jetstream.server import NatsServer
+
+            # the same users, passwords and rights as Mosquitto's (docs/deployment.md)
+            self.mosquitto = NatsServer(self.root, self.credentials, sites=site_list)
+        else:
+            self.mosquitto = Mosquitto(self.root, self.credentials, self.tls)
+            self.mosquitto.sites = site_list
         self.influx = Influx(self.root, self.tls)
 
     # --- lifecycle ---
@@ -576,7 +599,7 @@ class LocalStack:
         found = _running(self.root)
         if found is not None:
             state, alive = found
-            complete = set(alive) == {"mosquitto", "influxdb"}
+            complete = set(alive) == {self.mosquitto.name, "influxdb"}
             pids = ", ".join(f"{n} pid {p}" for n, p in alive.items())
             hint = "" if complete else f"; stop what is left: poise stack down --dir {self.root}"
             raise StackRunningError(
@@ -593,7 +616,7 @@ class LocalStack:
         info = self.info()
         state = {
             **asdict(info),
-            "pids": {"mosquitto": self.mosquitto.pid, "influxdb": self.influx.pid},
+            "pids": {self.mosquitto.name: self.mosquitto.pid, "influxdb": self.influx.pid},
         }
         _write_private(self.root / STATE_FILE, json.dumps(state, indent=2))
         return info
@@ -634,14 +657,16 @@ class LocalStack:
         return site, self.credentials.password("mqtt", site)
 
     def info(self) -> StackInfo:
+        nats = self.broker == "nats"
         return StackInfo(
             "127.0.0.1",
-            self.mosquitto.port,
+            self.mosquitto.mqtt_port if nats else self.mosquitto.port,
             self.influx.url,
             self.database,
             str(self.root),
             self.tls is not None,
             self.env,
+            self.mosquitto.url if nats else None,
         )
 
     def stop(self) -> None:
@@ -681,7 +706,8 @@ class LocalStack:
 
         from poise.core.tls import configure_mqtt
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, **kw)
+        protocol = mqtt.MQTTv311 if self.broker == "nats" else mqtt.MQTTv5
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol, **kw)
         client.username_pw_set(*self.mqtt_login(role, site))
         configure_mqtt(client, self._ca())
         return client

@@ -31,6 +31,7 @@ def command_groups() -> list[str]:
             found.append((int(getattr(module, "ORDER", 100)), info.name))
     return [name for _, name in sorted(found)]
 
+
 AXIS_VALUES = {"-x", "-y", "-z", "+x", "+y", "+z", "x", "y", "z"}
 
 

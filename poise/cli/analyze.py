@@ -232,6 +232,12 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
+    if res["flags"]["tandem_under_10s"] is None:
+        raise UsageError(
+            f"{args.file}: one {res['stages'][0]['stage']} stage that was held is not a "
+            "4-stage test: no verdict (give the stages up to tandem, or up to the one that "
+            "failed)"
+        )
     if args.json:
         print_json(res)
         return 0

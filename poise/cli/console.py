@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import UsageError, _secret, hostport, mqtt_credentials
+from poise.cli.common import (
+    UsageError,
+    _secret,
+    hostport,
+    influx_auth,
+    mqtt_ca,
+    mqtt_credentials,
+)
 
 DEFAULT_BIND = "127.0.0.1:8080"
 
@@ -69,6 +76,11 @@ def cmd_console(args: argparse.Namespace) -> int:
     host, port = args.bind
     mqtt_host, mqtt_port = args.mqtt if args.mqtt else (None, None)
     user, password = mqtt_credentials("console")
+    report = None
+    if args.influx:
+        from poise.console.server import report_renderer
+
+        report = report_renderer(args.influx, args.database, influx_auth("console"))
     return serve(
         data_dir=args.data,
         db_url=_secret("POISE_CONSOLE_DB_URL"),
@@ -79,6 +91,8 @@ def cmd_console(args: argparse.Namespace) -> int:
         mqtt_port=mqtt_port,
         mqtt_user=user,
         mqtt_password=password,
+        mqtt_tls_ca=mqtt_ca("console"),
+        report=report,
     )
 
 
@@ -104,6 +118,14 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--mqtt", type=hostport, default=None, metavar="HOST:PORT", help="broker")
     p.add_argument("--site", default="clinic", help="site id of this clinic (default clinic)")
+    p.add_argument(
+        "--influx",
+        default=None,
+        metavar="URL",
+        help="InfluxDB with the derived data, for the patients' progress reports "
+        "(credentials POISE_CONSOLE_INFLUX_USER/PASSWORD or _TOKEN)",
+    )
+    p.add_argument("--database", default="poise", help="InfluxDB database (default poise)")
     p.set_defaults(func=cmd_console)
 
     p = sub.add_parser(

@@ -143,15 +143,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
         pub.stop(drain_timeout_s=10 if pub.connected() else 0)
     unsent = pub.pending()
     print(
-        json.dumps(
-            {"sensors": status, "gateway": {"unsent_frames": unsent, **pub.stats.__dict__}}
-        )
+        json.dumps({"sensors": status, "gateway": {"unsent_frames": unsent, **pub.stats.__dict__}})
     )
     spool.close()
     if unsent:
+        why = ""
+        if pub.stats.refused:
+            why = (
+                f" (it refused {pub.stats.refused} publishes: {pub.last_refusal}; a gateway's "
+                f"MQTT user must be its site id, here {config.site!r})"
+            )
         print(
-            f"poise collect: the broker {broker} did not acknowledge {unsent} frames; they stay "
-            f"in the spool {config.spool_path} and the next run with this spool sends them",
+            f"poise collect: the broker {broker} did not acknowledge {unsent} frames{why}; they "
+            f"stay in the spool {config.spool_path} and the next run with this spool sends them",
             file=sys.stderr,
         )
         return code or EXIT_UNDELIVERED
@@ -159,16 +163,36 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from collector.profiles import ProfileError, load_all
+    from collector.profiles import ANALYSIS_NEEDS, ProfileError, load_all
 
     try:
         profiles = load_all()
     except ProfileError as exc:
         print(f"poise profiles: {exc}", file=sys.stderr)
         return 2
+    if args.json:
+        for p in profiles.values():
+            print(
+                json.dumps(
+                    {
+                        "id": p.id,
+                        "model": p.model,
+                        "channels": list(p.channels),
+                        "rates_hz": sorted(p.rate_writes) or [p.default_rate_hz],
+                        "feeds": p.feeds(),
+                    }
+                )
+            )
+        return 0
     for p in profiles.values():
         rates = ", ".join(str(r) for r in sorted(p.rate_writes)) or str(p.default_rate_hz)
         print(f"{p.id:24s} {p.model}  channels: {' '.join(p.channels)}  rates (Hz): {rates}")
+        feeds = p.feeds()
+        cannot = [a for a in ANALYSIS_NEEDS if a not in feeds]
+        line = f"    feeds: {', '.join(feeds) or 'nothing'}"
+        if cannot:
+            line += f"; not: {', '.join(cannot)} (needs {' + '.join(ANALYSIS_NEEDS[cannot[0]])})"
+        print(line)
     return 0
 
 
@@ -184,13 +208,11 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 def decoded_json(channels: tuple[str, ...], sample: Any) -> dict[str, Any]:
     """A decoded sample as printed by ``poise decode``: groups present in it, SI units."""
-    import math
-
     obj: dict[str, Any] = {"kind": "sample"}
-    values = dict(zip(channels, sample.values, strict=True))
+    values = sample.as_dict()
     for group in ("acc", "gyr", "mag"):
         names = [f"{group}_{a}" for a in "xyz"]
-        if all(n in values and not math.isnan(values[n]) for n in names):
+        if all(n in values for n in names):
             obj[group] = [round(values[n], 9) for n in names]
     if sample.device_time_ns is not None:
         obj["device_time_ns"] = sample.device_time_ns
@@ -208,6 +230,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except (ProfileError, ValueError) as exc:
         print(f"poise decode: {exc}", file=sys.stderr)
         return 2
+    for i, text in enumerate(args.answer):
+        try:
+            decoder.answer(bytes.fromhex(text.replace(" ", "").replace(":", "")))
+        except ValueError:
+            print(f"poise decode: answer {i + 1} is not hex: {text!r}", file=sys.stderr)
+            return 2
+        except DecodeError as exc:
+            print(f"poise decode: answer {i + 1}: {exc.reason}", file=sys.stderr)
+            return 2
+        if decoder.last_refusal:
+            print(f"poise decode: answer {i + 1}: {decoder.last_refusal}", file=sys.stderr)
+            return 2
     for i, text in enumerate(args.hex):
         try:
             data = bytes.fromhex(text.replace(" ", "").replace(":", ""))
@@ -272,7 +306,14 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("profiles", help="list the firmware profiles (supported sensors)")
+    p = sub.add_parser(
+        "profiles",
+        help="list the firmware profiles (supported sensors) and the analyses each can feed",
+        description="One line per profile (id, model, channels, rates), then the analyses its "
+        "channels can feed: an accelerometer-only sensor feeds sway and the four-stage test, "
+        "not joint angles, the chair stand or TUG, which need a gyroscope too.",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per profile")
     p.set_defaults(func=cmd_profiles)
 
     p = sub.add_parser(
@@ -289,7 +330,15 @@ def add_commands(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="profile setting, e.g. factor=0.000244 for compressed Polar frames",
+        help="profile setting, e.g. acc_factor=0.000244 for compressed Polar frames",
+    )
+    p.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="the device's answer to a configuration write, fed before the data (e.g. a Polar "
+        "control-point answer carrying FACTOR)",
     )
     p.add_argument("hex", nargs="+", metavar="HEX")
     p.set_defaults(func=cmd_decode)

@@ -12,7 +12,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import UsageError, hostport, influx_auth, mqtt_ca, mqtt_credentials, positive
+from poise.cli.common import (
+    UsageError,
+    fail,
+    hostport,
+    influx_auth,
+    mqtt_ca,
+    mqtt_credentials,
+    positive,
+)
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -27,6 +35,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
                 tls=args.tls,
                 raw_retention=args.raw_retention,
                 derived_retention=args.derived_retention,
+                broker=args.broker,
             )
             try:
                 info = stack.start(detached=True).public()
@@ -48,6 +57,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
                     "env": state.get("env", {}),
                     "reused": True,
                 }
+                if state.get("nats_url"):
+                    info["nats"] = {"url": state["nats_url"]}
             print(json.dumps(info))
         elif args.action == "env":
             from poise.stack import STATE_FILE
@@ -71,7 +82,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from poise.core.influx import InfluxV1
+    from poise.core.influx import InfluxError, InfluxV1
     from poise.ingest import Ingest, IngestParams
 
     user, password = mqtt_credentials("ingest")
@@ -82,15 +93,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         logging.getLogger("poise.ingest").info(
             "ingesting from JetStream %s into %s database %s", args.nats, args.influx, args.database
         )
-        nats_ingest = NatsIngest(args.nats, influx, user=user, password=password,
-                                 params=NatsIngestParams(durable=args.client_id))
+        nats_ingest = NatsIngest(
+            args.nats,
+            influx,
+            user=user,
+            password=password,
+            params=NatsIngestParams(durable=args.client_id),
+        )
         print(json.dumps(run_forever(nats_ingest, args.stats_every_s)))
         return 0
     if args.mqtt is None:
         raise UsageError("give --mqtt HOST:PORT (Mosquitto) or --nats URL (NATS JetStream)")
     host, port = args.mqtt
     params = IngestParams(
-        batch_samples=args.batch_samples, group=args.group, session_expiry_s=args.session_expiry_s
+        batch_samples=args.batch_samples,
+        group=args.group,
+        session_expiry_s=args.session_expiry_s,
+        raw_retention=args.raw_retention,
+        derived_retention=args.derived_retention,
     )
     ingest = Ingest(
         host,
@@ -103,7 +123,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         tls_ca=mqtt_ca("ingest"),
     )
     log = logging.getLogger("poise.ingest")
-    ingest.start()
+    try:
+        ingest.start()
+    except InfluxError as exc:  # refused for good: wrong login, missing rights or database
+        return fail("ingest", str(exc), 2)
     log.info(
         "ingesting %s from %s:%d into %s database %s",
         ingest.subscription,
@@ -145,6 +168,14 @@ def add_commands(sub: Any) -> None:
         action="append",
         help="site whose gateways may publish (repeat for more; default demo); the first is "
         "the gateway user in 'env'",
+    )
+    p.add_argument(
+        "--broker",
+        choices=["mosquitto", "nats"],
+        default="mosquitto",
+        help="mosquitto (one clinic) or nats: nats-server with JetStream, its MQTT listener "
+        "for gateways and frames partitioned by patient for scale-out (docs/deployment.md); "
+        "the printed JSON then has a 'nats' object with its url (default mosquitto)",
     )
     p.add_argument(
         "--tls",
@@ -202,5 +233,16 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--stats-every-s", type=positive, default=30.0, help="log counters this often (default 30)"
+    )
+    p.add_argument(
+        "--raw-retention",
+        default="30d",
+        help="retention of raw samples if the ingest creates the database (default 30d); an "
+        "existing retention policy is never changed",
+    )
+    p.add_argument(
+        "--derived-retention",
+        default="INF",
+        help="retention of derived metrics if created (default INF: kept)",
     )
     p.set_defaults(func=cmd_ingest)

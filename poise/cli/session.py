@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from poise.cli.common import UsageError, hostport, mqtt_credentials
+from poise.cli.common import UsageError, hostport, mqtt_ca, mqtt_credentials
 
 ORDER = 50  # place in `poise --help`
 
@@ -30,6 +30,7 @@ def publish_events(
     *,
     username: str | None = None,
     password: str | None = None,
+    tls_ca: str | None = None,
     timeout_s: float = 10.0,
 ) -> None:
     """Publish payloads with QoS 1 and wait until the broker acknowledged each one."""
@@ -37,11 +38,13 @@ def publish_events(
     from paho.mqtt.enums import CallbackAPIVersion
 
     from poise.core import topics
+    from poise.core.tls import configure_mqtt
 
     topic = topics.session(site, patient)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     if username is not None:
         client.username_pw_set(username, password)
+    configure_mqtt(client, tls_ca)
     try:
         client.connect(host, port, keepalive=15)
     except OSError as exc:
@@ -133,6 +136,7 @@ def _send(args: argparse.Namespace, kind: str) -> int:
         [payload],
         username=user,
         password=password,
+        tls_ca=mqtt_ca("console"),
     )
     out = {"type": kind, "id": doc["id"], "session": doc["session"], "t_ns": doc["t_ns"]}
     if "trial" in doc:

@@ -12,34 +12,50 @@ from typing import Any
 from poise.cli.common import UsageError, count, hostport, mqtt_ca, mqtt_credentials, positive
 
 
+def make_publisher(args: argparse.Namespace, spool_path: Path, role: str = "gateway") -> Any:
+    """The gateway's publisher for ``--mqtt`` (MQTT 5 or 3.1.1) or ``--nats`` (JetStream)."""
+    from collector.spool import Spool
+
+    user, password = mqtt_credentials(role)
+    gateway_id = args.gateway_id if role == "gateway" else f"{args.gateway_id}-{role}"
+    if getattr(args, "nats", None):
+        from collector.jetstream_publisher import JetStreamPublisher
+
+        return JetStreamPublisher(
+            args.nats, Spool(spool_path), site=args.site, gateway_id=gateway_id,
+            username=user, password=password,
+        )
+    from collector.publisher import Publisher
+
+    host, port = args.mqtt
+    return Publisher(
+        host,
+        port,
+        Spool(spool_path),
+        site=args.site,
+        gateway_id=gateway_id,
+        username=user,
+        password=password,
+        tls_ca=mqtt_ca(role),
+        protocol=args.mqtt_protocol,
+    )
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.history is not None:
         from poise.cli.records import simulate_history
 
         return simulate_history(args)
-    if args.mqtt is None:
-        raise UsageError("--mqtt HOST:PORT is needed (or --history with --influx)")
+    if args.mqtt is None and args.nats is None:
+        raise UsageError("--mqtt HOST:PORT or --nats URL is needed (or --history with --influx)")
     if getattr(args, "protocol", "cycle") == "clinic":
         from poise.clinic import cli
 
         return cli(args)
-    from collector.publisher import Publisher
-    from collector.spool import Spool
     from poise.simulate import SimConfig, run_with_publisher
 
-    host, port = args.mqtt
-    user, password = mqtt_credentials("gateway")
     spool_path = args.spool or Path(tempfile.mkdtemp(prefix="poise-sim-")) / "spool.db"
-    pub = Publisher(
-        host,
-        port,
-        Spool(spool_path),
-        site=args.site,
-        gateway_id=args.gateway_id,
-        username=user,
-        password=password,
-        tls_ca=mqtt_ca("gateway"),
-    )
+    pub = make_publisher(args, spool_path)
     pub.start()
     cfg = SimConfig(
         site=args.site,
@@ -122,6 +138,19 @@ def add_commands(sub: Any) -> None:
         "object with samples_published when every frame is acknowledged by the broker.",
     )
     p.add_argument("--mqtt", type=hostport, default=None, metavar="HOST:PORT")
+    p.add_argument(
+        "--mqtt-protocol",
+        choices=["5", "3.1.1"],
+        default="5",
+        help="MQTT version; 3.1.1 for NATS's MQTT listener (default 5)",
+    )
+    p.add_argument(
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="publish straight to NATS JetStream instead of MQTT: each frame is kept in the "
+        "spool until the stream itself acknowledges it (docs/deployment.md)",
+    )
     from poise.cli.records import add_history_options
 
     add_history_options(p)  # --history 12w --influx URL --database DB: seeded summaries

@@ -41,7 +41,7 @@ from poise.console import accounts, records
 from poise.console.bridge import Bridge, Fanout
 from poise.console.db import AGE_BANDS, SEXES, Audit, AuthSession, SessionRow, Staff, TrialRow
 from poise.console.live import LiveBoard
-from poise.core.clinical import CONDITIONS, EXERCISES, SEGMENTS, SIDES
+from poise.core.clinical import CONDITIONS, EXERCISES, SEGMENTS, SIDES, exercise_kind
 
 R = TypeVar("R", bound=Response)
 HERE = Path(__file__).parent
@@ -52,6 +52,8 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Console:
         self.env.filters["exercise"] = exercise_label
         self.env.globals.update(
             duration=fmt_duration,
+            kind_of=exercise_kind,
             EXERCISES=EXERCISES,
             CONDITIONS=CONDITIONS,
             SIDES=SIDES,
@@ -142,7 +145,7 @@ class Console:
 
     @staticmethod
     def secure(resp: R) -> R:
-        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers.setdefault("Content-Security-Policy", CSP)
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["X-Frame-Options"] = "DENY"
         resp.headers["Referrer-Policy"] = "no-referrer"
@@ -445,7 +448,10 @@ class Console:
         except Exception as exc:  # the report reads InfluxDB: say what failed, never crash
             return self.refuse(request, login, 502, "The report could not be made", str(exc))
         accounts.audit(login.db, login.staff.id, "view_report", pid)
-        return HTMLResponse(html)
+        resp = HTMLResponse(html)
+        # the report is one self-contained document: inline styles and SVG, no script
+        resp.headers["Content-Security-Policy"] = REPORT_CSP
+        return resp
 
     # --- sessions
     async def session_start(self, request: Request, login: Login) -> Response:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from poise.console.db import Outbox, TrialRow
 from poise.console.live import LiveBoard
 from poise.core import derived, topics
+from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.console")
 
@@ -69,6 +70,7 @@ class Bridge:
         *,
         username: str | None = None,
         password: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.site = topics.check_id("site", site)
         self.db, self.board, self.fanout = db, board, fanout
@@ -80,6 +82,7 @@ class Bridge:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        configure_mqtt(self._client, tls_ca)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,12 +34,10 @@ from poise.console.db import (
 from poise.core import events, topics
 from poise.core import prescription as rxmod
 from poise.core.clinical import CONDITIONS, EXERCISES, SEGMENTS, SIDES
-from poise.core.ids import ID_PATTERN, is_id
+from poise.core.ids import id_problem, is_id
 
 MAX_SENSORS = 6
 MAX_NOTE_CHARS = 4000
-# an id that looks like a date of birth is refused: ids are pseudonymous
-_DATE_RE = re.compile(r"(19|20)\d\d[-_]?(0[1-9]|1[0-2])[-_]?(0[1-9]|[12]\d|3[01])")
 
 EXAMPLE_RX = """version = 1
 id = "rx-PID-1"
@@ -105,11 +102,9 @@ def _number(
 
 
 def _id(value: str, label: str) -> str:
-    if not is_id(value):
-        raise FormError(
-            f"{label}: expected a pseudonymous id ({ID_PATTERN}: letters, digits, '_' or '-'), "
-            f"found {value!r}"
-        )
+    problem = id_problem(label, value)
+    if problem is not None:
+        raise FormError(problem)
     return value
 
 
@@ -122,11 +117,7 @@ def _queue(db: Session, site: str, patient: str, ev: events.Event) -> None:
 
 # --- patients
 def add_patient(db: Session, site: str, form: Mapping[str, Any], staff_id: int) -> Patient:
-    pid = _id(_text(form, "id"), "patient id")
-    if _DATE_RE.search(pid):
-        raise FormError(
-            f"patient id {pid!r} looks like a date: use a pseudonymous code, never a birth date"
-        )
+    pid = _id(_text(form, "id"), "patient")
     if db.get(Patient, pid) is not None:
         raise FormError(f"patient id {pid!r} exists already", 409)
     age_band = _choice(form, "age_band", "age band", AGE_BANDS)

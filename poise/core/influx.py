@@ -220,7 +220,7 @@ class InfluxV1:
         run. An existing retention policy is never altered: its duration is the operator's.
         A user without the right to look (InfluxDB answers 403) is left to the operator's
         set-up too: writes then say whether it is complete."""
-        major = _major(self.server_version())
+        major = major_version(self.server_version())
         if major is not None and major >= 2:
             return []
         db = json.dumps(self.database)  # double-quoted identifier
@@ -271,7 +271,7 @@ def _redact(q: str) -> str:
     return re.sub(r"(?i)(PASSWORD\s+)'(?:[^'\\]|\\.)*'", r"\1'***'", q)
 
 
-def _major(version: str | None) -> int | None:
+def major_version(version: str | None) -> int | None:
     """1 for ``1.6.7~rc0``, 2 for ``v2.7.4``, 3 for ``3.0.1``; None when unknown."""
     if not version:
         return None

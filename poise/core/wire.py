@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from poise.core.channels import CHANNEL_CODES, CHANNELS, IMU6, IMU9
-from poise.core.ids import is_id
+from poise.core.ids import ID_RE
 
 MAGIC = b"PF"
 VERSION = 1
@@ -87,7 +87,7 @@ class Frame:
 
 def encode(frame: Frame) -> bytes:
     """Serialize a frame; raises ValueError on a frame that could not be decoded again."""
-    if not is_id(frame.sensor_id):
+    if not ID_RE.fullmatch(frame.sensor_id):
         raise ValueError(f"sensor id {frame.sensor_id!r} is not [A-Za-z0-9_-]{{1,64}}")
     try:
         codes = bytes(CHANNEL_CODES[name] for name in frame.channels)
@@ -152,7 +152,9 @@ def decode(payload: bytes) -> Frame:
     off = HEADER.size
     sid_bytes = payload[off : off + sid_len]
     sid = sid_bytes.decode("ascii", errors="replace")
-    if not is_id(sid):
+    # The character set only: the wire is a byte format. Whether an id is pseudonymous (not
+    # a name or a date) is decided where ids enter: config, CLI, topics, events.
+    if not ID_RE.fullmatch(sid):
         raise WireError("bad_sensor_id", "sensor id is not [A-Za-z0-9_-]{1,64}", off)
     off += sid_len
     names = []

@@ -34,7 +34,7 @@ class NatsIngestParams:
     durable: str = "poise-ingest"
     batch_frames: int = 500  # frames fetched and written together
     fetch_timeout_s: float = 0.5
-    ack_wait_s: float = 30.0  # a frame not acknowledged within this goes to another replica
+    ack_wait_s: float = 10.0  # a frame not acknowledged within this goes to another replica
     max_ack_pending: int = 20000
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
@@ -58,15 +58,23 @@ def prepare(topic: str, payload: bytes) -> tuple[str, int]:
         raise FrameRejectedError(exc.reason, str(exc)) from exc
     if frame.sensor_id != key.sensor:
         raise FrameRejectedError(
-            "sensor_mismatch", f"payload sensor {frame.sensor_id!r} under topic sensor {key.sensor!r}"
+            "sensor_mismatch",
+            f"payload sensor {frame.sensor_id!r} under topic sensor {key.sensor!r}",
         )
     return frame_text(frame, tags_for(key.site, key.patient, key.sensor)), frame.n_samples
 
 
 class NatsIngest:
-    def __init__(self, url: str, influx: InfluxV1, *, user: str | None = None,
-                 password: str | None = None, params: NatsIngestParams | None = None,
-                 tls_ca: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        influx: InfluxV1,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        params: NatsIngestParams | None = None,
+        tls_ca: str | None = None,
+    ) -> None:
         self.url = url
         self.influx = influx
         self.p = params or NatsIngestParams()
@@ -86,8 +94,13 @@ class NatsIngest:
 
             kw["tls"] = ssl.create_default_context(cafile=self._tls_ca)
         return await nats.connect(
-            self.url, user=self._user, password=self._password, name="poise-ingest",
-            max_reconnect_attempts=-1, reconnect_time_wait=1, **kw,
+            self.url,
+            user=self._user,
+            password=self._password,
+            name="poise-ingest",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            **kw,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -101,9 +114,14 @@ class NatsIngest:
             self._nc = nc
             js = nc.jetstream()
             sub = await js.pull_subscribe(
-                layout.RAW_FILTER, durable=self.p.durable, stream=layout.STREAM,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.p.ack_wait_s,
-                                      max_ack_pending=self.p.max_ack_pending),
+                layout.RAW_FILTER,
+                durable=self.p.durable,
+                stream=layout.STREAM,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.p.ack_wait_s,
+                    max_ack_pending=self.p.max_ack_pending,
+                ),
             )
             self.ready.set()
             while not stop.is_set():
@@ -185,14 +203,19 @@ class NatsIngest:
         # dead letters go out on core NATS: whoever keeps them (a stream of their own, an
         # operator's subscriber) decides for how long
         await self._nc.publish(
-            f"{layout.DEAD_LETTER_PREFIX}.ingest", m.data,
+            f"{layout.DEAD_LETTER_PREFIX}.ingest",
+            m.data,
             headers={"Poise-Reason": reason, "Poise-Subject": m.subject},
         )
         await m.term()
         now = time.monotonic()
         if now - self._last_log >= self.p.log_every_s:
-            log.warning("rejected a frame on %s: %s (%d more rejected since the last message)",
-                        m.subject, detail, self._unlogged)
+            log.warning(
+                "rejected a frame on %s: %s (%d more rejected since the last message)",
+                m.subject,
+                detail,
+                self._unlogged,
+            )
             self._last_log, self._unlogged = now, 0
         else:
             self._unlogged += 1

@@ -107,46 +107,43 @@ class NatsUser:
 _JS_CLIENT = ("$JS.API.>", "$JS.ACK.>", "_INBOX.>")
 
 
-def role_users(passwords: dict[str, str], site: str, partitions: int = PARTITIONS) -> list[NatsUser]:
-    """Per-role permissions on the partitioned subjects (the ACLs of the Mosquitto stack).
-
-    Permissions apply to subjects after mapping, so a gateway's right to publish raw frames
-    of its own site is written on ``poise.v1.p.*.raw.{site}.>``.
-    """
-    del partitions  # every partition alike
-    users = []
-    for role, password in sorted(passwords.items()):
-        if role == "admin":
-            users.append(NatsUser(role, password, admin=True))
-        elif role == "gateway":
-            users.append(NatsUser(
-                role, password,
-                publish=(f"poise.v1.p.*.raw.{site}.>", f"poise.v1.status.{site}.>", "$MQTT.>",
-                         "$JS.API.STREAM.INFO.*", "_INBOX.>"),
-                subscribe=("_INBOX.>", "$MQTT.>"),
-            ))
-        elif role == "ingest":
-            users.append(NatsUser(role, password, publish=(*_JS_CLIENT, f"{DEAD_LETTER_PREFIX}.>"),
-                                  subscribe=_JS_CLIENT))
-        elif role == "worker":
-            users.append(NatsUser(
-                role, password,
-                publish=(*_JS_CLIENT, "$KV.>", "poise.v1.metrics.>", "poise.v1.alerts.>",
-                         f"{DEAD_LETTER_PREFIX}.>"),
-                subscribe=(*_JS_CLIENT, "$KV.>"),
-            ))
-        elif role == "console":
-            users.append(NatsUser(
-                role, password,
-                publish=("poise.v1.p.*.session.>", "$MQTT.>", "_INBOX.>", "$JS.API.>"),
-                subscribe=("poise.v1.metrics.>", "poise.v1.alerts.>", "poise.v1.status.>",
-                           "$MQTT.>", "_INBOX.>"),
-            ))
-        elif role == "reader":
-            users.append(NatsUser(role, password, publish=("_INBOX.>", "$MQTT.>"),
-                                  subscribe=("poise.v1.metrics.>", "poise.v1.alerts.>",
-                                             "poise.v1.status.>", "$MQTT.>", "_INBOX.>")))
-    return users
+def role_permissions(role: str, site: str | None = None) -> NatsUser:
+    """Per-role permissions on the partitioned subjects, the same rights as the Mosquitto
+    ACL (poise.stack.acl_text). Permissions apply to subjects after mapping, so a gateway's
+    right to publish raw frames of its own site is written on ``poise.v1.p.*.raw.{site}.>``.
+    The user name and password are filled in by the caller."""
+    if role == "admin":
+        return NatsUser("", "", admin=True)
+    if role == "gateway":
+        if site is None:
+            raise ValueError("a gateway's permissions need its site")
+        return NatsUser(
+            "", "",
+            publish=(f"poise.v1.p.*.raw.{site}.>", f"poise.v1.status.{site}.>", "$MQTT.>",
+                     "$JS.API.STREAM.INFO.*", "_INBOX.>"),
+            subscribe=("_INBOX.>", "$MQTT.>"),
+        )
+    if role == "ingest":
+        return NatsUser("", "", publish=(*_JS_CLIENT, f"{DEAD_LETTER_PREFIX}.>"),
+                        subscribe=(*_JS_CLIENT, "poise.v1.status.>"))
+    if role == "worker":
+        return NatsUser(
+            "", "",
+            publish=(*_JS_CLIENT, "$KV.>", "poise.v1.metrics.>", "poise.v1.alerts.>",
+                     f"{DEAD_LETTER_PREFIX}.>"),
+            subscribe=(*_JS_CLIENT, "$KV.>", "poise.v1.status.>"),
+        )
+    derived = ("poise.v1.metrics.>", "poise.v1.alerts.>", "poise.v1.status.>")
+    if role == "console":
+        return NatsUser(
+            "", "",
+            publish=("poise.v1.p.*.session.>", "$MQTT.>", "_INBOX.>", "$JS.API.>"),
+            subscribe=(*derived, "$MQTT.>", "_INBOX.>"),
+        )
+    if role == "reader":
+        return NatsUser("", "", publish=("_INBOX.>", "$MQTT.>"),
+                        subscribe=(*derived, "$MQTT.>", "_INBOX.>"))
+    raise ValueError(f"unknown role {role!r}")
 
 
 def server_config(

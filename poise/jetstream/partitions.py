@@ -40,10 +40,15 @@ from poise.jetstream import layout
 log = logging.getLogger("poise.worker.partitions")
 
 
+Publish = Callable[[str, bytes], None]  # core-NATS publish, callable from any thread
+
+
 class Engine(Protocol):
     """What a partition owner drives (the worker's per-partition state and outputs)."""
 
     def handle(self, routed: layout.Routed, payload: bytes) -> None: ...
+
+    def on_status(self, site: str, sensor: str, payload: bytes) -> None: ...
 
     def flush(self) -> None: ...  # make every output so far durable before a checkpoint
 
@@ -107,7 +112,7 @@ class PartitionOwner:
         self,
         url: str,
         member: str,
-        make_engine: Callable[[int], Engine],
+        make_engine: Callable[[int, Publish], Engine],
         *,
         user: str | None = None,
         password: str | None = None,
@@ -122,15 +127,42 @@ class PartitionOwner:
         self.owned: dict[int, _Partition] = {}
         self._js: Any = None
         self._kv: dict[str, Any] = {}
+        self._publish: Publish = lambda _s, _d: None
 
     async def run(self, stop: asyncio.Event) -> None:
         import nats
 
-        nc = await nats.connect(self.url, user=self._user, password=self._password,
-                                name=f"poise-worker-{self.member}", max_reconnect_attempts=-1,
-                                reconnect_time_wait=1)
+        nc = await nats.connect(
+            self.url,
+            user=self._user,
+            password=self._password,
+            name=f"poise-worker-{self.member}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+        )
         try:
             self._js = nc.jetstream()
+            loop = asyncio.get_running_loop()
+
+            def publish(subject: str, data: bytes) -> None:
+                asyncio.run_coroutine_threadsafe(nc.publish(subject, data), loop)
+
+            self._publish = publish
+
+            async def on_status(msg: Any) -> None:
+                parts = msg.subject.split(".")
+                if len(parts) != 5:
+                    return
+                for part in list(self.owned.values()):
+                    try:
+                        part.engine.on_status(parts[3], parts[4], msg.data)
+                    except ValueError as exc:
+                        reason = type(exc).__name__
+                        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+
+            # device status is not partitioned (a sensor knows no patient): every owner
+            # hears it and each engine keeps what concerns its own patients
+            await nc.subscribe("poise.v1.status.>", cb=on_status)
             for bucket in (layout.KV_LEASES, layout.KV_MEMBERS, layout.KV_CHECKPOINTS):
                 self._kv[bucket] = await self._js.key_value(bucket)
             while not stop.is_set():
@@ -169,8 +201,9 @@ class PartitionOwner:
                 del self.owned[k]
                 continue
             try:
-                part.lease_rev = await leases.update(f"p{k}", self.member.encode(),
-                                                     last=part.lease_rev)
+                part.lease_rev = await leases.update(
+                    f"p{k}", self.member.encode(), last=part.lease_rev
+                )
             except Exception:
                 log.warning("lost the lease of partition %d", k)
                 self.stats.lost += 1
@@ -196,7 +229,7 @@ class PartitionOwner:
             return None
 
     async def _acquire(self, k: int, lease_rev: int) -> None:
-        part = _Partition(k, self.make_engine(k), lease_rev)
+        part = _Partition(k, self.make_engine(k, self._publish), lease_rev)
         ckpts = self._kv[layout.KV_CHECKPOINTS]
         try:
             entry = await ckpts.get(f"p{k}")
@@ -231,8 +264,9 @@ class PartitionOwner:
     async def _checkpoint(self, part: _Partition) -> None:
         part.engine.flush()
         ckpts = self._kv[layout.KV_CHECKPOINTS]
-        doc = json.dumps({"seq": part.seq, "state": part.engine.get_state(),
-                          "member": self.member}).encode()
+        doc = json.dumps(
+            {"seq": part.seq, "state": part.engine.get_state(), "member": self.member}
+        ).encode()
         try:
             if part.ckpt_rev == 0:
                 part.ckpt_rev = await ckpts.create(f"p{part.k}", doc)
@@ -253,8 +287,9 @@ class PartitionOwner:
             max_ack_pending=100_000,
             inactive_threshold=60.0,
         )
-        sub = await self._js.pull_subscribe(layout.partition_filter(part.k), durable=None,
-                                            stream=layout.STREAM, config=config)
+        sub = await self._js.pull_subscribe(
+            layout.partition_filter(part.k), durable=None, stream=layout.STREAM, config=config
+        )
         last_ckpt = time.monotonic()
         try:
             while not part.stop.is_set():
@@ -272,6 +307,11 @@ class PartitionOwner:
                     except (layout.SubjectError, ValueError) as exc:
                         reason = type(exc).__name__
                         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+                    except Exception:
+                        # one message must not stop a partition (it would stop again at the
+                        # same message after every takeover): count it and go on
+                        log.exception("partition %d: failed on %s", part.k, m.subject)
+                        self.stats.rejected["failed"] = self.stats.rejected.get("failed", 0) + 1
                     part.seq = seq
                     self.stats.messages += 1
                 if msgs:

@@ -21,7 +21,7 @@ from pathlib import Path
 from analysis.progression import Rules
 from poise.core.influx import InfluxV1
 from poise.report.data import PatientData, PatientProfile, load
-from poise.report.render import Model, build, to_html, to_pdf, write
+from poise.report.render import Model, build, stylesheet, to_html, to_pdf, write
 
 __all__ = [
     "PatientData",
@@ -31,6 +31,7 @@ __all__ = [
     "report_html",
     "report_model",
     "report_pdf",
+    "stylesheet",
 ]
 
 WEEK_S = 7 * 86400.0
@@ -59,12 +60,37 @@ def report_model(
     return build(load(influx, patient, since_s, end_s), profile, rules)
 
 
-def report_html(influx: InfluxV1, patient: str, **kw: object) -> str:
-    return to_html(report_model(influx, patient, **kw))  # type: ignore[arg-type]
+def report_html(
+    influx: InfluxV1,
+    patient: str,
+    *,
+    since: str | float = "12w",
+    until_s: float | None = None,
+    profile: PatientProfile | None = None,
+    rules: Rules | None = None,
+    css_href: str | None = None,
+) -> str:
+    """The report as HTML; with ``css_href`` the style is linked (serve ``stylesheet()``
+    there) instead of inline, for pages under a strict Content-Security-Policy."""
+    model = report_model(
+        influx, patient, since=since, until_s=until_s, profile=profile, rules=rules
+    )
+    return to_html(model, css_href)
 
 
-def report_pdf(influx: InfluxV1, patient: str, **kw: object) -> bytes:
-    return to_pdf(to_html(report_model(influx, patient, **kw)))  # type: ignore[arg-type]
+def report_pdf(
+    influx: InfluxV1,
+    patient: str,
+    *,
+    since: str | float = "12w",
+    until_s: float | None = None,
+    profile: PatientProfile | None = None,
+    rules: Rules | None = None,
+) -> bytes:
+    model = report_model(
+        influx, patient, since=since, until_s=until_s, profile=profile, rules=rules
+    )
+    return to_pdf(to_html(model))
 
 
 def render_report(

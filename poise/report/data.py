@@ -38,13 +38,13 @@ def profile(age_band: str | None = None, sex: str | None = None) -> PatientProfi
     """A profile from an age band (``75-79``; the CDC chair-stand norms are per 5-year band)
     and sex (``female``/``male``); ValueError naming what is wrong."""
     norm = None
-    if age_band is not None:
+    if age_band is not None and not (age_band.endswith("+") and age_band[:-1].isdigit()):
         lo, sep, hi = age_band.partition("-")
         if not (sep and lo.isdigit() and hi.isdigit() and int(lo) <= int(hi) <= 120):
-            raise ValueError(f"age band: expected like 75-79, found {age_band!r}")
+            raise ValueError(f"age band: expected like 75-79 or 95+, found {age_band!r}")
     if sex is not None and sex not in ("female", "male"):
         raise ValueError(f"sex: expected female or male, found {sex!r}")
-    if age_band is not None and sex is not None:
+    if age_band is not None and sex is not None and not age_band.endswith("+"):
         from analysis.steadi import chair_stand_norm
 
         lo_age, hi_age = (int(x) for x in age_band.split("-"))
@@ -158,12 +158,39 @@ def _per_session(
     return tuple(t for t, _ in pts), tuple(v for _, v in pts)
 
 
+def _tandem_not_reached(data: PatientData) -> list[dict[str, Any]]:
+    """A tandem hold of 0 s for each 4-stage test that stopped before the tandem stage (an
+    earlier stage failed): the test stops at the first failure, and leaving such sessions
+    out would hide the worst results from the trend."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in data.trials:
+        if r.get("exercise") in FOUR_STAGE_ORDER:
+            by.setdefault(str(r.get("session")), []).append(r)
+    out = []
+    for session, rows in by.items():
+        if not any(r["exercise"] == TANDEM for r in rows) and any(
+            r.get("passed") is False for r in rows
+        ):
+            first = min(rows, key=lambda r: r["time_s"])
+            out.append(
+                {
+                    "time_s": first["time_s"],
+                    "session": session,
+                    "exercise": TANDEM,
+                    "condition": "none",
+                    "side": "none",
+                    "hold_s": 0.0,
+                }
+            )
+    return out
+
+
 def series(data: PatientData) -> list[tr.Series]:
     """The series a review tests: sway per quiet-stance condition, tandem hold, chair
     stands, TUG, ROM per exercise and side, pain, fatigue and adherence."""
     out: list[tr.Series] = []
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in data.trials:
+    for r in (*data.trials, *_tandem_not_reached(data)):
         groups.setdefault(
             (str(r.get("exercise")), str(r.get("condition", "none")), str(r.get("side", "none"))),
             [],
@@ -197,7 +224,9 @@ def series(data: PatientData) -> list[tr.Series]:
 
 def latest_tests(data: PatientData, profile: PatientProfile | None = None) -> tr.LatestTests:
     """The last STEADI results of the period. A 4-stage test that stopped before the tandem
-    stage counts as tandem held 0 s (the test stops at the first failure)."""
+    stage counts as tandem held 0 s (the test stops at the first failure). The chair-stand
+    norm needs the patient's age band and sex (``profile``); without them no chair-stand
+    flag can be raised, and the report says so."""
     tandem: float | None = None
     stages = [r for r in data.trials if r.get("exercise") in FOUR_STAGE_ORDER]
     if stages:
@@ -209,11 +238,18 @@ def latest_tests(data: PatientData, profile: PatientProfile | None = None) -> tr
             tandem = 0.0
     chair = [r for r in data.trials if r.get("exercise") == "chair_stand_30s" and "stands" in r]
     tug = [r for r in data.trials if r.get("exercise") == "tug" and "tug_s" in r]
+    norm = profile.chair_stand_norm if profile else None
+    below: bool | None = None
+    if chair:
+        if "below_norm" in chair[-1]:
+            below = bool(chair[-1]["below_norm"])
+        elif norm is not None:  # the worker knows no age or sex: the norm comes from here
+            below = int(chair[-1]["stands"]) < norm
     return tr.LatestTests(
         tandem_hold_s=tandem,
         chair_stands=int(chair[-1]["stands"]) if chair else None,
-        chair_below_norm=bool(chair[-1].get("below_norm")) if chair else None,
-        chair_norm=profile.chair_stand_norm if profile else None,
+        chair_below_norm=below,
+        chair_norm=norm,
         tug_s=float(tug[-1]["tug_s"]) if tug else None,
     )
 
@@ -247,7 +283,7 @@ def evaluate_cohort(points: list[dict[str, Any]], truth: dict[str, Any]) -> dict
     patients falsely flagged (a fall-risk reason) or given any verdict."""
     by_course: dict[str, dict[str, float]] = {}
     for patient, t in truth["patients"].items():
-        rv = review(from_points(points, patient))
+        rv = review(from_points(points, patient), profile(t["age_band"], t["sex"]))
         c = by_course.setdefault(
             t["course"],
             {

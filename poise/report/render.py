@@ -113,6 +113,7 @@ class Model:
     figures: list[Figure] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     rules_source: str = ""
+    chair_norm_unknown: bool = False  # chair stands done, but no age band and sex to judge
 
 
 def _figures(data: d.PatientData, rv: tr.Review, profile: d.PatientProfile) -> list[Figure]:
@@ -250,6 +251,34 @@ def _session_rows(data: d.PatientData) -> list[dict[str, str]]:
     return rows
 
 
+def _changes(rv: tr.Review, units: dict[str, str]) -> list[tuple[str, str]]:
+    """One sentence per real change; the sway metrics of one condition that agree are one
+    sentence (the first tested, RMS, with the others named)."""
+    out: list[tuple[str, str]] = []
+    done: set[tuple[str, str, str, str]] = set()
+    items = [*rv.worsenings, *rv.improvements]
+    for s, t in items:
+        group = (s.exercise, s.condition, s.side, t.verdict)
+        if s.metric in tr.SWAY_REVIEW_METRICS:
+            if group in done:
+                continue
+            done.add(group)
+            agree = [
+                METRIC_NAMES.get(o.metric, o.metric)
+                for o, ot in items
+                if o is not s
+                and o.metric in tr.SWAY_REVIEW_METRICS
+                and (o.exercise, o.condition, o.side, ot.verdict) == group
+            ]
+            sentence = change_sentence(s, t, units.get(s.metric, ""))
+            if agree:
+                sentence += f" {_upper_first(' and '.join(agree))} agree."
+            out.append((t.verdict, sentence))
+        else:
+            out.append((t.verdict, change_sentence(s, t, units.get(s.metric, ""))))
+    return out
+
+
 def build(
     data: d.PatientData,
     profile: d.PatientProfile | None = None,
@@ -263,10 +292,7 @@ def build(
     rules = rules or pr.default_rules()
     rv = d.review(data, profile, params)
     units = d.units()
-    changes: list[tuple[str, str]] = [
-        (t.verdict, change_sentence(s, t, units.get(s.metric, "")))
-        for s, t in (*rv.worsenings, *rv.improvements)
-    ]
+    changes = _changes(rv, units)
     trend_rows = [
         {
             "what": series_label(s),
@@ -299,10 +325,24 @@ def build(
         figures=_figures(data, rv, profile),
         versions=versions,
         rules_source=rules.source,
+        chair_norm_unknown=(
+            (lt := d.latest_tests(data, profile)).chair_stands is not None
+            and lt.chair_below_norm is None
+        ),
     )
 
 
-def to_html(model: Model) -> str:
+def stylesheet() -> str:
+    """The report's CSS, for a page that serves it as a file (``to_html(css_href=...)``):
+    a strict Content-Security-Policy (``style-src 'self'``) refuses inline styles."""
+    from importlib import resources
+
+    return resources.files("poise.report").joinpath("templates/report.css").read_text("utf-8")
+
+
+def to_html(model: Model, css_href: str | None = None) -> str:
+    """The report as one HTML document: the style inline (standalone file, PDF), or linked
+    from ``css_href``."""
     import jinja2
 
     env = jinja2.Environment(
@@ -311,12 +351,16 @@ def to_html(model: Model) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template(TEMPLATE).render(m=model)
+    return env.get_template(TEMPLATE).render(m=model, css_href=css_href)
 
 
 def to_pdf(html: str) -> bytes:
+    import logging
+
     import weasyprint
 
+    for name in ("weasyprint", "weasyprint.progress", "fontTools"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # step-by-step chatter
     pdf: bytes = weasyprint.HTML(string=html).write_pdf()
     return pdf
 

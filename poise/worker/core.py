@@ -57,7 +57,8 @@ class WorkerParams:
     joint_live_hz: float = 10.0  # joint_live points per second
     silent_after_s: float = 5.0  # a placed sensor with no sample for this long is silent
     battery_low_pct: float = 15.0
-    ring_s: float = 5.0  # recent samples kept per sensor (a trial start seeds from them)
+    ring_s: float = 5.0
+    lob_max_s: float = 120.0  # a balance trial's samples kept for the live step detection  # recent samples kept per sensor (a trial start seeds from them)
     default_mdc_rms_m_s2: float = 0.03  # sway RMS MDC when the baseline has < 3 trials
     baseline_icc: float = 0.86  # test-retest ICC for the MDC from the patient's baseline
 
@@ -94,6 +95,7 @@ class _Live:
     pending: dict[str, list[Samples]] = field(default_factory=dict)  # role -> chunks to align
     next_angle_t: float = 0.0
     lob_checked_s: float = 0.0
+    trunk: list[Samples] = field(default_factory=list)  # the balance trial's samples so far
 
 
 @dataclass
@@ -101,7 +103,12 @@ class _Trial:
     info: dict[str, Any]  # TrialInfo fields, stop_ns 0 while open
     roles: dict[str, str]  # role -> sensor
     baseline: tuple[float, float] | None = None
+    prescription: dict[str, Any] | None = None
+    live_alerts: list[str] = field(default_factory=list)  # raised live: not again at the stop
     live: _Live = field(default_factory=_Live)
+    # samples of the trial's window seen per sensor: the summary waits until InfluxDB holds
+    # at least these (an ingest that restarted may still owe a stretch in the middle)
+    seen: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +132,7 @@ class _Session:
 class _Sensor:
     last_end_seq: int = -1
     last_ns: int = 0
+    arrival_s: float | None = None  # monotonic clock of the last frame (not in the state)
     period_ns: int = 10_000_000
     ring: deque[Samples] = field(default_factory=deque)
 
@@ -138,6 +146,9 @@ class WorkerCore:
         self.sessions: dict[tuple[str, str], _Session] = {}
         self.sensors: dict[tuple[str, str, str], _Sensor] = {}
         self.episodes: dict[str, dict[str, Any]] = {}  # key -> open alert episode
+        # stopped trials whose last samples may still be on their way (frames and events
+        # travel apart): their live scores go on until the data passes the stop
+        self.closing: dict[tuple[str, str], list[_Trial]] = {}
         self.seen: dict[str, None] = {}  # event ids, oldest first
         self.pending_jobs: list[dict[str, Any]] = []
         self.refused: Counter[str] = Counter()
@@ -214,7 +225,7 @@ class WorkerCore:
         assert e.trial is not None
         assert e.exercise is not None
         info = TrialInfo(s.id, e.trial, e.exercise, dict(e.condition), e.side, e.t_ns, 0)
-        t = _Trial(asdict(info), trial_sensors(info, s.placements))
+        t = _Trial(asdict(info), trial_sensors(info, s.placements), None, s.prescription)
         if info.kind in ("sway", "four_stage") and self.baseline is not None:
             t.baseline = self.baseline(
                 key[0], key[1], info.exercise, condition_tag(info.condition), info.start_ns
@@ -228,7 +239,8 @@ class WorkerCore:
             for chunk in list(st.ring):
                 part = chunk.between(e.t_ns / 1e9, np.inf)
                 if part.n:
-                    self._live_trial(key, s, role, part, st.period_ns, Output())
+                    t.seen[sensor] = t.seen.get(sensor, 0) + part.n
+                    self._live_trial(key, t, role, part, st.period_ns, Output())
 
     def _stop_trial(
         self, key: tuple[str, str], s: _Session, t_ns: int, aborted: bool, out: Output
@@ -237,13 +249,14 @@ class WorkerCore:
         t = s.trial
         t.info["stop_ns"] = max(t_ns, t.info["start_ns"] + 1)
         t.info["aborted"] = aborted
-        for ep_key in [k for k in self.episodes if k.startswith(f"{key[0]}/{key[1]}/trial/")]:
-            self._close_episode(ep_key, t.info["stop_ns"], out)
+        self.closing.setdefault(key, []).append(t)
         job = {
             "info": dict(t.info),
             "placements": [asdict(p) for p in s.placements],
             "prescription": s.prescription,
             "ap_axis": self.p.ap_axis,
+            "seen_samples": dict(t.seen),
+            "live_alerts": list(t.live_alerts),
         }
         self._job(Job("trial", key[0], key[1], job), out)
         s.trial = None
@@ -343,7 +356,11 @@ class WorkerCore:
         out.alerts.append((ep["site"], ep["patient"], point))
 
     # --- frames ---
-    def on_frame(self, site: str, patient: str, frame: wire.Frame) -> Output:
+    def on_frame(
+        self, site: str, patient: str, frame: wire.Frame, arrival_s: float | None = None
+    ) -> Output:
+        """One frame. ``arrival_s`` (a monotonic clock) lets ``tick`` notice sensors that
+        stopped sending while no other sensor of the patient sends either."""
         out = Output()
         key = (site, patient)
         skey = (site, patient, frame.sensor_id)
@@ -363,11 +380,14 @@ class WorkerCore:
         samples = Samples(t_ns / 1e9, data[:, :3], data[:, 3:])
         st.last_end_seq = frame.first_sample_seq + n
         st.last_ns = int(t_ns[-1])
+        st.arrival_s = arrival_s
         st.period_ns = frame.period_ns
         st.ring.append(samples)
         while st.ring and st.ring[0].time_s[-1] < samples.time_s[-1] - self.p.ring_s:
             st.ring.popleft()
         self.counts["samples"] += samples.n
+        if key in self.closing:
+            self._feed_closing(key, frame, samples, out)
         # a sensor that streams again ends its silence
         self._close_episode(
             f"{site}/{patient}/sensor/{frame.sensor_id}/sensor_silent", st.last_ns, out
@@ -387,13 +407,49 @@ class WorkerCore:
                         (site, patient, self._intensity_point(s, s.intensity.record(r)))
                     )
         if s.trial is not None:
-            for role, sensor in s.trial.roles.items():
-                if sensor == frame.sensor_id:
-                    part = samples.between(s.trial.info["start_ns"] / 1e9, np.inf)
-                    if part.n:
-                        self._live_trial(key, s, role, part, frame.period_ns, out)
+            self._feed_trial(key, s.trial, frame, samples, np.inf, out)
         self._check_silent(key, s, st.last_ns, out)
         return out
+
+    def _feed_trial(
+        self,
+        key: tuple[str, str],
+        t: _Trial,
+        frame: wire.Frame,
+        samples: Samples,
+        stop_s: float,
+        out: Output,
+    ) -> None:
+        for role, sensor in t.roles.items():
+            if sensor == frame.sensor_id:
+                part = samples.between(t.info["start_ns"] / 1e9, stop_s)
+                if part.n:
+                    t.seen[sensor] = t.seen.get(sensor, 0) + part.n
+                    self._live_trial(key, t, role, part, frame.period_ns, out)
+
+    def _feed_closing(
+        self, key: tuple[str, str], frame: wire.Frame, samples: Samples, out: Output
+    ) -> None:
+        still = []
+        for t in self.closing.get(key, []):
+            stop_ns = t.info["stop_ns"]
+            self._feed_trial(key, t, frame, samples, stop_ns / 1e9, out)
+            lasts = [
+                self.sensors[(key[0], key[1], s)].last_ns
+                for s in t.roles.values()
+                if (key[0], key[1], s) in self.sensors
+            ]
+            newest = max(v.last_ns for k, v in self.sensors.items() if k[:2] == key)
+            if (lasts and min(lasts) >= stop_ns) or newest > stop_ns + self.p.silent_after_s * 1e9:
+                prefix = f"{key[0]}/{key[1]}/trial/{t.info['trial']}/"
+                for ep_key in [k for k in self.episodes if k.startswith(prefix)]:
+                    self._close_episode(ep_key, stop_ns, out)
+            else:
+                still.append(t)
+        if still:
+            self.closing[key] = still
+        else:
+            self.closing.pop(key, None)
 
     def _intensity_point(self, s: _Session, r: Any) -> Point:
         return Point(
@@ -406,6 +462,35 @@ class WorkerCore:
             },
             dict(r.fields),
         )
+
+    def tick(self, now_s: float, margin_s: float = 2.0) -> Output:
+        """Sensors of an open session from which no frame has arrived for ``silent_after_s``
+        (+ ``margin_s`` for the way through the broker) of the monotonic clock ``now_s``: the
+        case the data-time check cannot see, when the whole gateway has gone quiet."""
+        out = Output()
+        for key, s in self.sessions.items():
+            for p in s.placements:
+                st = self.sensors.get((key[0], key[1], p.sensor))
+                if st is None or st.arrival_s is None:
+                    continue
+                quiet_s = now_s - st.arrival_s
+                ep_key = f"{key[0]}/{key[1]}/sensor/{p.sensor}/sensor_silent"
+                if quiet_s > self.p.silent_after_s + margin_s and ep_key not in self.episodes:
+                    self._open_episode(
+                        ep_key,
+                        key,
+                        "sensor_silent",
+                        st.last_ns,
+                        quiet_s,
+                        self.p.silent_after_s,
+                        "s",
+                        {"session": s.id, "trial": "none"},
+                        p.sensor,
+                        {"segment": p.segment, "last_sample_ns": st.last_ns},
+                        WORKER_VERSION,
+                        out,
+                    )
+        return out
 
     def _check_silent(self, key: tuple[str, str], s: _Session, now_ns: int, out: Output) -> None:
         for p in s.placements:
@@ -433,14 +518,12 @@ class WorkerCore:
     def _live_trial(
         self,
         key: tuple[str, str],
-        s: _Session,
+        t: _Trial,
         role: str,
         part: Samples,
         period_ns: int,
         out: Output,
     ) -> None:
-        t = s.trial
-        assert t is not None
         info = t.info
         kind = exercise_kind(info["exercise"])
         tags = TrialInfo(**info).tags()
@@ -459,6 +542,10 @@ class WorkerCore:
             except ValueError:
                 self.counts["sway_unscorable"] += 1
                 return
+            live.trunk.append(part)
+            if part.time_s[-1] - live.lob_checked_s >= 1.0:  # once a second of data
+                live.lob_checked_s = float(part.time_s[-1])
+                self._live_balance(key, t, out)
             for t_s, metrics in windows:
                 fields: dict[str, Any] = {SWAY_METRIC_FIELDS[k]: v for k, v in metrics.items()}
                 fields["window_s"] = self.p.sway_window_s
@@ -466,15 +553,51 @@ class WorkerCore:
                     fields["baseline_rms_m_s2"], fields["mdc_rms_m_s2"] = t.baseline
                 t_ns = round(t_s * 1e9)
                 out.points.append((key[0], key[1], Point("sway_live", t_ns, tags, fields)))
-                self._sway_alert(key, s, t_ns, metrics["rms"], out)
+                self._sway_alert(key, t, t_ns, metrics["rms"], out)
         elif role in ("proximal", "distal", "segment") and kind == "rom":
-            self._live_joint(key, s, role, part, out)
+            self._live_joint(key, t, role, part, out)
+
+    def _live_balance(self, key: tuple[str, str], t: _Trial, out: Output) -> None:
+        """A step or grab in the balance trial so far (analysis.sway.loss_of_balance), looked
+        for once a second; the first one raises the trial's loss_of_balance alert now, and
+        its summary later raises none of its own."""
+        ep_key = f"{key[0]}/{key[1]}/trial/{t.info['trial']}/loss_of_balance"
+        if "loss_of_balance" in t.live_alerts:
+            return
+        live = t.live
+        data = _cat(live.trunk)
+        cap = round(self.p.lob_max_s * live.sway_fs)
+        if data.n > cap:
+            data = Samples(data.time_s[-cap:], data.acc[-cap:], data.gyr[-cap:])
+        live.trunk = [data]
+        if data.n < 200:
+            return
+        try:
+            lob = sway.loss_of_balance(data.time_s, data.acc, data.gyr, self.p.ap_axis)
+        except ValueError:
+            return
+        if lob is None:
+            return
+        t.live_alerts.append("loss_of_balance")
+        at_s = lob - t.info["start_ns"] / 1e9
+        self._open_episode(
+            ep_key,
+            key,
+            "loss_of_balance",
+            round(lob * 1e9),
+            at_s,
+            0.0,
+            "s",
+            {"session": t.info["session"], "trial": t.info["trial"]},
+            t.roles.get("trunk", ""),
+            {"at_s": round(at_s, 3), "live": True},
+            sway.ALGORITHM_VERSION,
+            out,
+        )
 
     def _sway_alert(
-        self, key: tuple[str, str], s: _Session, t_ns: int, rms: float, out: Output
+        self, key: tuple[str, str], t: _Trial, t_ns: int, rms: float, out: Output
     ) -> None:
-        t = s.trial
-        assert t is not None
         if t.baseline is None:
             return
         base, mdc = t.baseline
@@ -488,7 +611,7 @@ class WorkerCore:
                 rms,
                 base + mdc,
                 "m/s²",
-                {"session": s.id, "trial": t.info["trial"]},
+                {"session": t.info["session"], "trial": t.info["trial"]},
                 t.roles.get("trunk", ""),
                 {"baseline_rms_m_s2": base, "mdc_rms_m_s2": mdc, "window_s": self.p.sway_window_s},
                 sway.ALGORITHM_VERSION,
@@ -498,10 +621,8 @@ class WorkerCore:
             self._close_episode(ep_key, t_ns, out)
 
     def _live_joint(
-        self, key: tuple[str, str], s: _Session, role: str, part: Samples, out: Output
+        self, key: tuple[str, str], t: _Trial, role: str, part: Samples, out: Output
     ) -> None:
-        t = s.trial
-        assert t is not None
         live = t.live
         info = t.info
         t0 = info["start_ns"] / 1e9
@@ -536,8 +657,8 @@ class WorkerCore:
             return
         live.reps.update(ta, ang)
         erx = None
-        if s.prescription is not None:
-            erx = rx.from_dict(s.prescription).find(info["exercise"], info["side"])
+        if t.prescription is not None:
+            erx = rx.from_dict(t.prescription).find(info["exercise"], info["side"])
         tags = {**TrialInfo(**info).tags(), "joint": ROM_JOINTS[info["exercise"]][0]}
         step = 1.0 / self.p.joint_live_hz
         for tt, a in zip(ta.tolist(), ang.tolist(), strict=True):
@@ -624,13 +745,7 @@ class WorkerCore:
                     "prescription": s.prescription,
                     "pain": s.pain,
                     "fatigue": s.fatigue,
-                    "trial": None
-                    if s.trial is None
-                    else {
-                        "info": s.trial.info,
-                        "roles": s.trial.roles,
-                        "baseline": s.trial.baseline,
-                    },
+                    "trial": None if s.trial is None else _trial_state(s.trial),
                 }
                 for k, s in self.sessions.items()
             ],
@@ -639,6 +754,10 @@ class WorkerCore:
                 for k, v in self.sensors.items()
             ],
             "episodes": self.episodes,
+            "closing": [
+                {"site": k[0], "patient": k[1], "trials": [_trial_state(t) for t in ts]}
+                for k, ts in self.closing.items()
+            ],
             "seen": list(self.seen),
             "pending_jobs": self.pending_jobs,
             "refused": dict(self.refused),
@@ -659,10 +778,7 @@ class WorkerCore:
             if pick is not None:
                 s.intensity_sensor, s.intensity_cut = pick
             if d["trial"] is not None:
-                b = d["trial"]["baseline"]
-                s.trial = _Trial(
-                    d["trial"]["info"], d["trial"]["roles"], None if b is None else (b[0], b[1])
-                )
+                s.trial = _trial_from(d["trial"])
             self.sessions[(d["site"], d["patient"])] = s
         self.sensors = {}
         for d in state["sensors"]:
@@ -670,12 +786,39 @@ class WorkerCore:
                 d["last_end_seq"], d["last_ns"]
             )
         self.episodes = dict(state["episodes"])
+        self.closing = {
+            (c["site"], c["patient"]): [_trial_from(t) for t in c["trials"]]
+            for c in state.get("closing", [])
+        }
         self.seen = dict.fromkeys(state["seen"])
         self.pending_jobs = list(state["pending_jobs"])
         self.refused = Counter(state.get("refused", {}))
 
     def jobs(self) -> list[Job]:
         return [Job(**j) for j in self.pending_jobs]
+
+
+def _trial_state(t: _Trial) -> dict[str, Any]:
+    return {
+        "info": t.info,
+        "roles": t.roles,
+        "baseline": t.baseline,
+        "prescription": t.prescription,
+        "seen": t.seen,
+        "live_alerts": t.live_alerts,
+    }
+
+
+def _trial_from(d: dict[str, Any]) -> _Trial:
+    b = d["baseline"]
+    return _Trial(
+        d["info"],
+        d["roles"],
+        None if b is None else (b[0], b[1]),
+        d.get("prescription"),
+        list(d.get("live_alerts", [])),
+        seen={str(k): int(v) for k, v in d.get("seen", {}).items()},
+    )
 
 
 def _cat(parts: list[Samples]) -> Samples:

@@ -58,10 +58,18 @@ def wait_stored(
     timeout_s: float = 30.0,
     settle_s: float = 3.0,
     poll_s: float = 0.2,
+    seen: dict[str, tuple[int, int, int]] | None = None,
 ) -> bool:
     """Wait until InfluxDB holds every sensor's samples up to ``until_ns`` (the ingest runs
     beside us and may lag). A sensor whose stored data stops growing for ``settle_s`` has
-    stopped streaming: waiting longer would not help. False on the timeout."""
+    stopped streaming: waiting longer would not help. False on the timeout.
+
+    ``seen`` (sensor -> (lo_ns, hi_ns, n)) are the samples the worker itself received in a
+    window: until InfluxDB holds at least that many there, a stretch is still owed (an ingest
+    that restarted gets the frames its predecessor had not acknowledged redelivered later,
+    after newer ones), however recent the last stored sample."""
+    if seen and not wait_counts(influx, site, patient, seen, timeout_s=timeout_s, poll_s=poll_s):
+        return False
     deadline = time.monotonic() + timeout_s
     last: dict[str, tuple[int | None, float]] = {}
     while True:
@@ -82,3 +90,42 @@ def wait_stored(
         if now >= deadline:
             return False
         time.sleep(poll_s)
+
+
+def count_samples(influx: InfluxV1, site: str, patient: str, sensor: str, lo_ns: int,
+                  hi_ns: int) -> int:
+    series = influx.query(
+        f'SELECT count("acc_x") FROM "{RAW_RP}"."{RAW_MEASUREMENT}" WHERE '
+        f"{_where(site, patient, sensor)} AND time >= {int(lo_ns)} AND time < {int(hi_ns)}"
+    )
+    if not series or not series[0].get("values"):
+        return 0
+    return int(series[0]["values"][0][1] or 0)
+
+
+# samples exactly on a window's edge may fall on either side once times are in seconds
+EDGE_SAMPLES = 2
+
+
+def wait_counts(
+    influx: InfluxV1,
+    site: str,
+    patient: str,
+    seen: dict[str, tuple[int, int, int]],
+    *,
+    timeout_s: float,
+    poll_s: float = 0.2,
+) -> bool:
+    """Wait until InfluxDB holds, per sensor, at least the samples seen in its window."""
+    deadline = time.monotonic() + timeout_s
+    todo = dict(seen)
+    while todo:
+        for sensor, (lo, hi, n) in list(todo.items()):
+            if count_samples(influx, site, patient, sensor, lo, hi) >= n - EDGE_SAMPLES:
+                del todo[sensor]
+        if not todo:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True

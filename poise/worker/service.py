@@ -33,9 +33,11 @@ from poise.core import derived, topics, wire
 from poise.core import prescription as rx
 from poise.core.ids import check_id
 from poise.core.influx import DERIVED_RP, InfluxError, InfluxV1, point_line
+from poise.core.tls import configure_mqtt
 from poise.worker import rawdata
 from poise.worker.core import Job, Output, WorkerCore, WorkerParams
 from poise.worker.trials import (
+    KIND_VERSIONS,
     Placement,
     Point,
     SessionInfo,
@@ -56,7 +58,8 @@ class ServiceParams:
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 65535
     flush_s: float = 0.2  # live points are written at least this often
-    wait_stored_s: float = 30.0  # how long a summary waits for the ingest to catch up
+    write_queue: int = 50  # batches of live points waiting for InfluxDB
+    wait_stored_s: float = 90.0  # how long a summary waits for the ingest to catch up
     settle_s: float = 3.0
 
 
@@ -70,7 +73,8 @@ class ServiceStats:
 
 
 def point_text(site: str, patient: str, p: Point) -> str:
-    return point_line(p.measurement, {"site": site, "patient": patient, **p.tags}, p.fields, p.t_ns)
+    tags = {"site": site, "patient": patient, **p.tags}
+    return point_line(p.measurement, tags, p.typed_fields(), p.t_ns)
 
 
 class WorkerService:
@@ -85,6 +89,7 @@ class WorkerService:
         service: ServiceParams | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.sp = service or ServiceParams()
         self.influx = influx
@@ -97,7 +102,14 @@ class WorkerService:
         self._jobs: queue.Queue[Job] = queue.Queue()
         self._stop = threading.Event()
         self._epoch = 0
-        self._lines: list[str] = []
+        self._lines: list[str] = []  # live points, written by the writer thread
+        self._alert_lines: list[str] = []  # alert points, written before the state is saved
+        # live points wait here for the writer; bounded, so a slow InfluxDB slows intake
+        # (the broker holds the rest) instead of filling memory
+        self._wq: queue.Queue[tuple[list[str], list[tuple[str, bytes]]] | None] = queue.Queue(
+            maxsize=self.sp.write_queue
+        )
+        self._writer_influx = InfluxV1(influx.url, influx.database, influx.auth)
         self._messages: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._last_flush = time.monotonic()
         self.subscribed = threading.Event()
@@ -109,11 +121,13 @@ class WorkerService:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        configure_mqtt(self._client, tls_ca)  # TLS when a CA file (or "system") is given
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._writer = threading.Thread(target=self._write_loop, name="poise-worker-writer")
         self._threads = [
             threading.Thread(target=self._loop, name="poise-worker", daemon=True),
             threading.Thread(target=self._job_loop, name="poise-worker-jobs", daemon=True),
@@ -183,6 +197,7 @@ class WorkerService:
             self._host, self._port, keepalive=15, clean_start=False, properties=props
         )
         self._client.loop_start()
+        self._writer.start()
         for t in self._threads:
             t.start()
 
@@ -192,11 +207,19 @@ class WorkerService:
             t.join(timeout_s)
         with self.lock:
             self._flush()
+        self._wq.put(None)
+        self._writer.join(timeout_s)
+        self._writer_influx.close()
         self._client.disconnect()
         self._client.loop_stop()
 
     def idle(self) -> bool:
-        return self._inbox.empty() and self._jobs.empty() and not self.core.pending_jobs
+        return (
+            self._inbox.empty()
+            and self._jobs.empty()
+            and self._wq.empty()
+            and not self.core.pending_jobs
+        )
 
     # --- the message loop ---
     def _loop(self) -> None:
@@ -205,6 +228,7 @@ class WorkerService:
                 epoch, msg = self._inbox.get(timeout=self.sp.flush_s)
             except queue.Empty:
                 with self.lock:
+                    self._tick()
                     self._flush()
                 continue
             try:
@@ -216,6 +240,7 @@ class WorkerService:
                 self._ack(epoch, msg)
             if time.monotonic() - self._last_flush >= self.sp.flush_s:
                 with self.lock:
+                    self._tick()
                     self._flush()
 
     def _handle(self, epoch: int, msg: mqtt.MQTTMessage) -> None:
@@ -236,7 +261,7 @@ class WorkerService:
                     self._ack(epoch, msg)
                     return
                 self.stats.messages["frames"] += 1
-                out = self.core.on_frame(key.site, key.patient, frame)
+                out = self.core.on_frame(key.site, key.patient, frame, time.monotonic())
             elif kind == "session" and len(parts) == 5:
                 self.stats.messages["events"] += 1
                 out = self.core.on_event(parts[3], parts[4], payload)
@@ -256,6 +281,13 @@ class WorkerService:
             self._jobs.put(job)
         self._ack(epoch, msg)
 
+    def _tick(self) -> None:
+        out = self.core.tick(time.monotonic())
+        if out.alerts:
+            self._take(out)
+            self._flush()
+            self.save_state()
+
     def _ack(self, epoch: int, msg: mqtt.MQTTMessage) -> None:
         # an ack is only valid on the connection the message came on; otherwise the broker
         # redelivers it, and processing it again is harmless (ids, sequence numbers)
@@ -267,7 +299,7 @@ class WorkerService:
             self._lines.append(point_text(site, patient, p))
             self._messages.setdefault((site, patient), []).append(p.as_message())
         for site, patient, p in out.alerts:
-            self._lines.append(point_text(site, patient, p))
+            self._alert_lines.append(point_text(site, patient, p))
             self.stats.alerts += 1
             self._publish(topics.alerts(site, patient), [p.as_message()], qos=1)
 
@@ -275,21 +307,53 @@ class WorkerService:
         self._client.publish(topic, derived.message(points), qos=qos)
 
     def _flush(self) -> None:
+        """Alerts now (the state that records them is saved next); live points to the
+        writer, which publishes them once InfluxDB holds them."""
         self._last_flush = time.monotonic()
-        if self._lines:
-            self._write(self._lines)
-            self.stats.points_written += len(self._lines)
-            self._lines = []
-        for (site, patient), pts in self._messages.items():
-            for i in range(0, len(pts), 500):
-                self._publish(topics.metrics(site, patient), pts[i : i + 500], qos=0)
-        self._messages = {}
+        if self._alert_lines:
+            self._write(self._alert_lines)
+            self.stats.points_written += len(self._alert_lines)
+            self._alert_lines = []
+        if not self._lines and not self._messages:
+            return
+        msgs = [
+            (topics.metrics(site, patient), derived.message(pts[i : i + 500]))
+            for (site, patient), pts in self._messages.items()
+            for i in range(0, len(pts), 500)
+        ]
+        self._wq.put((self._lines, msgs))
+        self._lines, self._messages = [], {}
 
-    def _write(self, lines: list[str]) -> None:
+    def _write_loop(self) -> None:
+        while True:
+            item = self._wq.get()
+            done = item is None
+            batches = [] if item is None else [item]
+            # what queued up while the last write ran goes out in one request
+            while not done:
+                try:
+                    more = self._wq.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                else:
+                    batches.append(more)
+            lines = [line for b in batches for line in b[0]]
+            if lines:
+                self._write(lines, self._writer_influx)
+                self.stats.points_written += len(lines)
+            for _lines, msgs in batches:
+                for topic, payload in msgs:
+                    self._client.publish(topic, payload, qos=0)
+            if done:
+                return
+
+    def _write(self, lines: list[str], influx: InfluxV1 | None = None) -> None:
         delay = 0.2
         while True:
             try:
-                self.influx.write(lines, rp=DERIVED_RP)
+                (influx or self.influx).write(lines, rp=DERIVED_RP)
                 return
             except InfluxError as exc:
                 if not exc.retryable:
@@ -384,7 +448,11 @@ def run_job(
         info = TrialInfo(**d["info"])
         places = [Placement(**p) for p in d["placements"]]
         roles = trial_sensors(info, places)
-        rawdata.wait_stored(
+        seen = {
+            sensor: (info.start_ns, info.stop_ns, int(n))
+            for sensor, n in d.get("seen_samples", {}).items()
+        }
+        complete = rawdata.wait_stored(
             influx,
             job.site,
             job.patient,
@@ -392,7 +460,14 @@ def run_job(
             info.stop_ns,
             timeout_s=sp.wait_stored_s,
             settle_s=sp.settle_s,
+            seen=seen,
         )
+        if not complete and seen:
+            log.warning(
+                "trial %s: InfluxDB still lacks samples the worker saw; summarised from what "
+                "is stored and flagged incomplete_data",
+                info.trial,
+            )
         data = {
             role: rawdata.read_samples(
                 influx, job.site, job.patient, sensor, info.start_ns, info.stop_ns
@@ -401,20 +476,29 @@ def run_job(
         }
         presc = None if d["prescription"] is None else rx.from_dict(d["prescription"])
         summary, reps, alerts = summarize_trial(info, data, places, presc, d["ap_axis"])
-        return [summary, *reps], alerts
+        if not complete and seen:
+            flags = [f for f in str(summary.fields.get("flags", "")).split(",") if f]
+            summary.fields["flags"] = ",".join([*flags, "incomplete_data"])
+        # an alert the live path raised already (an episode of its own) is not raised twice
+        raised = set(d.get("live_alerts", []))
+        return [summary, *reps], [a for a in alerts if a.tags["kind"] not in raised]
     # a session: its trials' summaries are in InfluxDB already (jobs run in order)
     series = influx.query(
         f'SELECT "rep_count","kind" FROM "{DERIVED_RP}"."trial_summary" WHERE '
         f"site='{check_id('site', job.site)}' AND patient='{check_id('patient', job.patient)}' "
-        f"AND session='{check_id('session', d['session'])}' GROUP BY exercise, side, trial"
+        f"AND session='{check_id('session', d['session'])}' "
+        "GROUP BY exercise, side, trial, algorithm_version"
     )
-    trials = []
+    by_trial: dict[str, dict[str, Any]] = {}
     for s in series:
         tags = s.get("tags", {})
         for row in s.get("values", []):
-            trials.append(
-                {"exercise": tags.get("exercise"), "side": tags.get("side"), "rep_count": row[1]}
-            )
+            t = {"exercise": tags.get("exercise"), "side": tags.get("side"), "rep_count": row[1]}
+            # one per trial: the current algorithm version's when there are several
+            current = KIND_VERSIONS.get(str(row[2])) == tags.get("algorithm_version")
+            if tags.get("trial") not in by_trial or current:
+                by_trial[str(tags.get("trial"))] = t
+    trials = list(by_trial.values())
     samples = None
     if d["intensity_sensor"]:
         rawdata.wait_stored(
@@ -437,4 +521,5 @@ def run_job(
         list(d["pain"]),
         list(d["fatigue"]),
     )
-    return [summarize_session(sinfo, trials, samples, d["intensity_cut"])], []
+    point = summarize_session(sinfo, trials, samples, d["intensity_cut"], d["intensity_sensor"])
+    return [point], []

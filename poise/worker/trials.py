@@ -19,7 +19,7 @@ import numpy.typing as npt
 from analysis import intensity, joint, steadi, sway
 from poise.core import prescription as rx
 from poise.core.clinical import ROM_JOINTS, condition_tag, exercise_kind
-from poise.core.derived import SWAY_METRIC_FIELDS
+from poise.core.derived import MEASUREMENTS, SWAY_METRIC_FIELDS
 
 Array = npt.NDArray[np.float64]
 # the algorithm versions a trial summary depends on, by kind
@@ -86,13 +86,25 @@ class Point:
     tags: dict[str, str]
     fields: dict[str, Any]
 
+    def typed_fields(self) -> dict[str, Any]:
+        """The finite fields, each of the type its table says (an InfluxDB field keeps the
+        type it was first written with: 60 and 60.0 must not alternate)."""
+        m = MEASUREMENTS[self.measurement]
+        return {k: _typed(m.field(k).kind, v) for k, v in self.fields.items() if _finite(v)}
+
     def as_message(self) -> dict[str, Any]:
         return {
             "measurement": self.measurement,
             "t_ns": self.t_ns,
-            "tags": self.tags,
-            "fields": {k: v for k, v in self.fields.items() if _finite(v)},
+            "tags": dict(self.tags),
+            "fields": self.typed_fields(),
         }
+
+
+def _typed(kind: str, v: Any) -> Any:
+    if isinstance(v, bool) or kind in ("str", "bool"):
+        return bool(v) if kind == "bool" else v
+    return float(v) if kind == "float" else int(v) if kind == "int" else v
 
 
 def _finite(v: Any) -> bool:
@@ -197,6 +209,7 @@ def summarize_trial(
     reps_out: list[Point] = []
     alerts: list[Point] = []
     roles = trial_sensors(info, placements)
+    fields["sensors"] = ",".join(f"{r}={s}" for r, s in sorted(roles.items()))
     missing = [r for r in roles if r not in data or data[r].n < 40]
     if not roles or missing:
         flags.append("no_data")
@@ -232,19 +245,27 @@ def summarize_trial(
         except ValueError:
             flags.append("unscorable")
         if kind == "four_stage":
-            stage = info.exercise.split("/", 1)[1]
-            end = (info.stop_ns - info.start_ns) / 1e9
+            # one stage per trial: held from the trial's start to its stop or to a loss of
+            # balance, whichever is first (steadi.four_stage's rule for one stage; the whole
+            # test's verdict needs the stages together)
+            fsp = steadi.FourStageParams(sway=sp)
+            end_s = (info.stop_ns - info.start_ns) / 1e9
             try:
-                fs = steadi.four_stage(t, s.acc, s.gyr, [steadi.Stage(stage, 0.0, end)])
-                st = fs["stages"][0]
-                fields["hold_s"] = float(st["hold_s"])
-                fields["passed"] = bool(st["passed"])
+                lob = sway.loss_of_balance(t, s.acc, s.gyr, sp.ap_axis, fsp.loss_of_balance)
             except ValueError:
                 flags.append("unscorable")
+            else:
+                period = float(np.median(np.diff(t)))
+                last = float(t[-1]) + period  # the last sample holds until the next is due
+                hold = max(0.0, min(end_s, lob) if lob is not None else min(end_s, last))
+                fields["hold_s"] = round(hold, 3)
+                # a stop pressed on the 10 s mark may land a sample period early
+                fields["passed"] = hold >= fsp.hold_s - period
     elif kind == "chair_stand":
         s = data["trunk"]
         try:
-            res_cs = steadi.chair_stand(s.time_s - t0, s.acc, s.gyr, start_s=0.0)
+            tt = s.time_s - t0  # the test runs from the trial's start (or its first sample)
+            res_cs = steadi.chair_stand(tt, s.acc, s.gyr, start_s=max(0.0, float(tt[0])))
             fields["stands"] = int(res_cs["stands"])
         except ValueError:
             flags.append("unscorable")
@@ -274,7 +295,7 @@ def summarize_trial(
                 reps=erx.reps,
                 sets=erx.sets,
             )
-            for key in ("target_rom_deg", "reps"):
+            for key in ("target_rom_deg", "max_rom_deg", "reps"):
                 v = getattr(erx, key)
                 if v is not None:
                     fields["target_reps" if key == "reps" else key] = v
@@ -342,6 +363,7 @@ def summarize_session(
     trials: list[dict[str, Any]],
     intensity_samples: Samples | None,
     cut_placement: str = "lumbar",
+    intensity_sensor_id: str | None = None,
 ) -> Point:
     """The session summary: duration, intensity (from the intensity sensor's samples),
     adherence to the prescription, pain and fatigue. ``trials``: each finished trial's
@@ -357,6 +379,8 @@ def summarize_session(
             f[f"{z}_s"] = v
         for key in ("enmo_mean_mg", "mad_mean_mg", "enmo_peak_1min_mg", "load"):
             f[key] = summ[key]
+    if intensity_sensor_id:
+        f["intensity_sensor"] = intensity_sensor_id
     f["trials"] = len(trials)
     f["reps"] = sum(int(t.get("rep_count") or 0) for t in trials)
     if info.prescription is not None:

@@ -175,7 +175,11 @@ def test_one_sensor_dropping_does_not_disturb_another():
 def test_gateway_to_influxdb_stores_every_sample_received(stack, influx, tmp_path: Path):
     info = stack.info()
     ing = Ingest(
-        info.mqtt_host, info.mqtt_port, influx, client_id="ble-ingest", **stack.mqtt_kwargs("ingest")
+        info.mqtt_host,
+        info.mqtt_port,
+        influx,
+        client_id="ble-ingest",
+        **stack.mqtt_kwargs("ingest"),
     )
     ing.start()
     assert ing.subscribed.wait(10)
@@ -292,6 +296,7 @@ PROFILE_CASES = [
     ("polar-h10", "Polar H10 1234", 100, {}, None),
     ("polar-verity-sense", "Polar Sense 42", 52, {}, ("acc_x", "acc_y", "acc_z")),
     ("nus-json", "ESP32-IMU", 100, {}, None),
+    ("movella-dot", "Movella DOT", 60, {}, None),
 ]
 
 

@@ -132,6 +132,7 @@ def test_profiles_lists_every_sensor(installed: Path) -> None:
     assert res.returncode == 0, res.stderr
     lines = [ln for ln in res.stdout.splitlines() if ln.strip() and not ln.startswith(" ")]
     assert sorted(ln.split()[0] for ln in lines) == sorted(load_all()), res.stdout
+    assert len(lines) == 8  # the seven first profiles and the Movella DOT
 
 
 def test_decode_a_shipped_vector(installed: Path) -> None:

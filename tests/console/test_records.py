@@ -182,9 +182,9 @@ def test_refused_trials(staffed) -> None:
 @pytest.mark.parametrize(
     ("pid", "message"),
     [
-        ("Jane Doe", "pseudonymous id"),
-        ("jd-1950-03-02", "looks like a date"),
-        ("p19500302", "looks like a date"),
+        ("Jane Doe", "pseudonymous ids only"),
+        ("jd-1950-03-02", "looks like a name or a date"),
+        ("Jane_Doe", "looks like a name or a date"),
     ],
 )
 def test_refused_patient_ids(staffed, pid: str, message: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from poise.jetstream.server import NatsServer, ensure_stream
+from poise.jetstream.server import NatsServer
 
 
 @pytest.fixture
@@ -15,7 +15,6 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path / "nats", site="clinic")
     server.start()
     try:
-        ensure_stream(server.url, *server.credentials("admin"))
         yield server
     finally:
         server.stop()

@@ -29,6 +29,9 @@ class CountEngine:
         patient = routed.topic.split("/")[4]
         self.samples[patient] = self.samples.get(patient, 0) + wire.decode(payload).n_samples
 
+    def on_status(self, site: str, sensor: str, payload: bytes) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 
@@ -44,7 +47,7 @@ def main() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url, member = sys.argv[1], sys.argv[2]
     owner = PartitionOwner(
-        url, member, lambda _k: CountEngine(),
+        url, member, lambda _k, _publish: CountEngine(),
         user=os.environ["POISE_WORKER_MQTT_USER"], password=os.environ["POISE_WORKER_MQTT_PASSWORD"],
         params=OwnerParams(checkpoint_every_s=0.5, renew_every_s=0.5),
     )

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 async def _stream_messages(server) -> int:
     import nats
 
-    nc = await nats.connect(server.url, user="admin", password=server.passwords["admin"])
+    nc = await nats.connect(server.url, **server.connect_kwargs("admin"))
     info = await nc.jetstream().stream_info(layout.STREAM)
     await nc.close()
     return int(info.state.messages)
@@ -40,7 +40,7 @@ def _items(n: int) -> list[tuple[str, bytes]]:
 def test_native_publisher_drains_the_spool_and_resends_are_stored_once(nats_server, tmp_path):
     spool = Spool(tmp_path / "spool.db")
     pub = JetStreamPublisher(nats_server.url, spool, site="clinic", gateway_id="gw1",
-                             username="gateway", password=nats_server.passwords["gateway"])
+                             username=nats_server.login("gateway")[0], password=nats_server.login("gateway")[1])
     pub.start()
     try:
         items = _items(300)
@@ -60,7 +60,7 @@ def test_native_publisher_keeps_frames_it_may_not_publish(nats_server, tmp_path)
     """A gateway of another site is refused by the server: nothing leaves the spool."""
     spool = Spool(tmp_path / "spool.db")
     pub = JetStreamPublisher(nats_server.url, spool, site="othersite", gateway_id="gw1",
-                             username="gateway", password=nats_server.passwords["gateway"],
+                             username=nats_server.login("gateway")[0], password=nats_server.login("gateway")[1],
                              ack_timeout_s=0.5)
     pub.start()
     try:

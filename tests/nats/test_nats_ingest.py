@@ -33,7 +33,7 @@ def _frame(sensor: str, seq: int, t0_ns: int) -> bytes:
 def _mqtt311(server, role: str) -> mqtt.Client:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{role}-{time.monotonic_ns()}",
                     protocol=mqtt.MQTTv311, clean_session=False)
-    c.username_pw_set(*server.credentials(role))
+    c.username_pw_set(*server.login(role))
     c.connect("127.0.0.1", server.mqtt_port)
     c.loop_start()
     return c
@@ -41,9 +41,10 @@ def _mqtt311(server, role: str) -> mqtt.Client:
 
 def _ingest_proc(server, stack, log_path) -> subprocess.Popen[bytes]:
     info = stack.info()
-    user, password = server.credentials("ingest")
-    env = {**os.environ, **getattr(stack, "env", {}),
-           "POISE_INGEST_MQTT_USER": user, "POISE_INGEST_MQTT_PASSWORD": password}
+    user, password = server.login("ingest")
+    env = {k: v for k, v in {**os.environ, **stack.env}.items()
+           if not k.startswith("POISE_INGEST_MQTT_")}
+    env.update(POISE_INGEST_MQTT_USER=user, POISE_INGEST_MQTT_PASSWORD=password)
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "poise.cli", "ingest", "--nats", server.url,
@@ -81,8 +82,7 @@ def test_frames_over_mqtt_311_and_native_jetstream_are_stored_once_through_a_kil
     async def publish_native() -> list[bool]:
         import nats
 
-        nc = await nats.connect(nats_server.url, user="gateway",
-                                password=nats_server.passwords["gateway"])
+        nc = await nats.connect(nats_server.url, **nats_server.connect_kwargs("gateway"))
         js = nc.jetstream()
         dup = []
         for seq in range(50):
@@ -123,8 +123,7 @@ def test_malformed_frame_is_counted_dead_lettered_and_the_rest_stored(nats_serve
     async def main() -> dict:
         import nats
 
-        admin = await nats.connect(nats_server.url, user="admin",
-                                   password=nats_server.passwords["admin"])
+        admin = await nats.connect(nats_server.url, **nats_server.connect_kwargs("admin"))
 
         async def on_dead(msg) -> None:
             got.append((msg.headers.get("Poise-Reason", ""), msg.headers.get("Poise-Subject", "")))
@@ -134,13 +133,11 @@ def test_malformed_frame_is_counted_dead_lettered_and_the_rest_stored(nats_serve
         await js.publish(layout.raw_subject("clinic", "p01", "s1"), b"\x00garbage")
         for seq in range(5):
             await js.publish(layout.raw_subject("clinic", "p01", "s1"), _frame("s1", seq, t0))
-        from poise.core.influx import InfluxV1
         from poise.jetstream.ingest import NatsIngest
 
-        info = stack.info()
-        client = InfluxV1(info.influx_url, info.database)
+        client = stack.influx_client("ingest")
         ing = NatsIngest(nats_server.url, client,
-                         user="ingest", password=nats_server.passwords["ingest"])
+                         **nats_server.connect_kwargs("ingest"))
         stop = asyncio.Event()
         task = asyncio.create_task(ing.run(stop))
         for _ in range(100):
@@ -175,8 +172,7 @@ def test_a_gateway_cannot_publish_another_sites_frames(nats_server, stack, influ
     async def stream_count() -> int:
         import nats
 
-        nc = await nats.connect(nats_server.url, user="admin",
-                                password=nats_server.passwords["admin"])
+        nc = await nats.connect(nats_server.url, **nats_server.connect_kwargs("admin"))
         si = await nc.jetstream().stream_info(layout.STREAM)
         await nc.close()
         return int(si.state.messages)

@@ -24,8 +24,8 @@ PERIOD_NS = 10_000_000
 
 
 def _worker(server, member: str, log_path):
-    env = {**os.environ, "POISE_WORKER_MQTT_USER": "worker",
-           "POISE_WORKER_MQTT_PASSWORD": server.passwords["worker"]}
+    user, password = server.login("worker")
+    env = {**os.environ, "POISE_WORKER_MQTT_USER": user, "POISE_WORKER_MQTT_PASSWORD": password}
     with log_path.open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "tests.nats.count_worker", server.url, member],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -34,7 +34,7 @@ def _worker(server, member: str, log_path):
 async def _admin(server):
     import nats
 
-    return await nats.connect(server.url, user="admin", password=server.passwords["admin"])
+    return await nats.connect(server.url, **server.connect_kwargs("admin"))
 
 
 async def _publish(server, patients, seq_from: int, seq_to: int, t0: int) -> int:

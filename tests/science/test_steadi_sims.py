@@ -27,7 +27,7 @@ def test_tug_turn_duration_within_5_percent(seed, speed, turn_s):
 @pytest.mark.parametrize(("seed", "turn_s"), [(5, 1.5), (6, 2.5)])
 def test_tug_turn_of_another_shape(seed, turn_s):
     """A turn whose rate is a raised cosine, not the minimum-jerk shape the fit assumes:
-    the model's bias on it, measured here, is ~5 % short (docs/metrics.md)."""
+    the model's bias on it, measured here, is 6 % short (docs/metrics.md)."""
     tr = sims.tug(np.random.default_rng(seed), turn_s=turn_s, turn_profile="hann")
     res = steadi.tug(tr.time_s, tr.acc, tr.gyr)
     assert res["phases_s"]["turn"] == pytest.approx(turn_s, rel=0.07)
@@ -97,6 +97,7 @@ def test_four_stage_verdicts_on_independent_stance():
     ("stages", "message"),
     [
         (STAGES_OK[:2], "stopped before the tandem stance"),
+        ([*STAGES_OK[:3], STAGES_OK[2]], "given 2 times"),
         ([STAGES_OK[0], STAGES_OK[2]], "out of order"),
         ([STAGES_OK[1], STAGES_OK[0]], "out of order"),
         ([STAGES_OK[0], STAGES_OK[0]], "given 2 times"),
@@ -113,6 +114,18 @@ def test_four_stage_not_performed_as_the_test_is_gets_no_verdict(stages, message
     tr = sims.stance(np.random.default_rng(13), 50.0)
     with pytest.raises(ValueError, match=message):
         steadi.four_stage(tr.time_s, tr.acc, tr.gyr, stages)
+
+
+def test_one_stage_alone_is_scored_with_a_verdict_only_where_it_gives_one():
+    tr = sims.stance(np.random.default_rng(17), 25.0, step_at_s=20.0)
+    held = steadi.four_stage(tr.time_s, tr.acc, tr.gyr, [steadi.Stage("semi_tandem", 0, 11)])
+    assert held["stages"][0]["passed"] is True
+    assert held["flags"]["tandem_under_10s"] is None  # a semi-tandem held says nothing yet
+    fell = steadi.four_stage(tr.time_s, tr.acc, tr.gyr, [steadi.Stage("semi_tandem", 12, 23)])
+    assert fell["stages"][0]["hold_s"] == pytest.approx(8.0, abs=0.3)
+    assert fell["flags"]["tandem_under_10s"] is True  # tandem can no longer be reached
+    tandem = steadi.four_stage(tr.time_s, tr.acc, tr.gyr, [steadi.Stage("tandem", 0, 11)])
+    assert tandem["flags"]["tandem_under_10s"] is False
 
 
 def test_four_stage_failing_before_tandem_is_a_verdict():

@@ -39,7 +39,7 @@ def test_line_protocol_is_one_line_per_point(seeded) -> None:
 def test_the_review_finds_the_known_truth(seeded) -> None:
     points, truth = seeded
     for patient, t in truth["patients"].items():
-        rv = d.review(d.from_points(points, patient))
+        rv = d.review(d.from_points(points, patient), d.profile(t["age_band"], t["sex"]))
         codes = {r.code for r in rv.reasons}
         improved = {s.metric for s, _t in rv.improvements}
         if t["course"] == "worsening":
@@ -84,3 +84,94 @@ def test_parse_weeks(text: str, weeks: float) -> None:
 def test_parse_weeks_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="expected a period"):
         h.parse_weeks(text)
+
+
+def test_the_published_code_system_is_current_and_valid() -> None:
+    import json
+    from pathlib import Path
+
+    from fhir.resources.R4B.codesystem import CodeSystem
+
+    from poise import export
+
+    path = (
+        Path(__file__).resolve().parents[2] / "docs" / "fhir" / "CodeSystem-poise-observation.json"
+    )
+    committed = json.loads(path.read_text(encoding="utf-8"))
+    assert committed == export.code_system(), "regenerate: python -m poise.export > " + str(
+        path.relative_to(path.parents[2])
+    )
+    CodeSystem.model_validate(committed)
+
+
+def test_every_project_code_of_the_export_is_in_the_code_system() -> None:
+    from poise import export
+
+    points, _truth = h.generate(h.HistoryConfig(patients=1, seed=2))
+    bundle = export.fhir_bundle(d.from_points(points, "h001"))
+    assert export.validate_bundle(bundle) == len(bundle["entry"])
+    known = {c["code"] for c in export.code_system()["concept"]}
+    used = set()
+
+    def walk(x: object) -> None:
+        if isinstance(x, dict):
+            if x.get("system") == export.CODE_SYSTEM:
+                used.add(x["code"])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(bundle)
+    assert used
+    assert used <= known, used - known
+
+
+@pytest.mark.parametrize(
+    ("band", "sex", "norm"),
+    [
+        ("75-79", "female", 10),
+        ("75-79", "male", 11),
+        ("60-64", "male", 14),
+        ("18-59", "female", None),
+        ("95+", "male", None),
+        ("75-79", None, None),
+        (None, "female", None),
+    ],
+)
+def test_profile_sets_the_chair_stand_norm_from_the_band(band, sex, norm) -> None:
+    assert d.profile(band, sex).chair_stand_norm == norm
+
+
+@pytest.mark.parametrize(("band", "sex"), [("old", None), ("80-70", None), (None, "x")])
+def test_profile_refuses(band, sex) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        d.profile(band, sex)
+
+
+def test_a_four_stage_test_stopped_before_tandem_counts_as_zero() -> None:
+    def trial(t: float, session: str, stage: str, hold: float) -> dict[str, object]:
+        return {
+            "measurement": "trial_summary",
+            "t_ns": int(t * 1e9),
+            "tags": {
+                "patient": "x1",
+                "session": session,
+                "trial": f"{session}{stage}",
+                "exercise": f"steadi_4stage/{stage}",
+            },
+            "fields": {"hold_s": hold, "passed": hold >= 10},
+        }
+
+    points = [
+        trial(0, "a", "feet_together", 10.0),
+        trial(1, "a", "semi_tandem", 10.0),
+        trial(2, "a", "tandem", 8.0),
+        trial(100, "b", "feet_together", 10.0),
+        trial(101, "b", "semi_tandem", 6.0),
+    ]
+    data = d.from_points(points, "x1")
+    (tandem,) = [s for s in d.series(data) if s.metric == "hold_s"]
+    assert tandem.values == (8.0, 0.0)
+    assert d.latest_tests(data).tandem_hold_s == 0.0

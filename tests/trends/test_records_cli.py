@@ -20,7 +20,7 @@ import pytest
 from poise.cli import main
 from poise.core.csvio import read_imu_csv
 from poise.core.influx import RAW_RP, InfluxV1, point_line
-from poise.stack import Influx
+from poise.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -36,26 +36,41 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, object]]]:
-    server = Influx(tmp_path_factory.mktemp("influx"))
-    server.start()
+    """One secured stack for the module (auth on, a login per role; the commands log in as
+    their roles from the environment: simulate --history as worker, report/export as
+    reader), seeded once."""
+    stack = LocalStack(tmp_path_factory.mktemp("stack"))
+    stack.start()
     try:
-        code, out, err = run(
-            "simulate",
-            "--history",
-            "12w",
-            "--patients",
-            "3",
-            "--seed",
-            "0",
-            "--influx",
-            server.url,
-            "--database",
-            "poise",
-        )
-        assert code == 0, err
-        yield server.url, json.loads(out)
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in stack.env.items():
+                mp.setenv(key, value)
+            url = stack.info().influx_url
+            code, out, err = run(
+                "simulate",
+                "--history",
+                "12w",
+                "--patients",
+                "3",
+                "--seed",
+                "0",
+                "--influx",
+                url,
+                "--database",
+                "poise",
+            )
+            assert code == 0, err
+            ADMIN["auth"] = stack.influx_auth("admin")
+            yield url, json.loads(out)
     finally:
-        server.stop()
+        stack.stop()
+
+
+ADMIN: dict[str, object] = {}  # the stack's admin login, for tests that write directly
+
+
+def admin(url: str) -> InfluxV1:
+    return InfluxV1(url, "poise", ADMIN["auth"])  # type: ignore[arg-type]
 
 
 def test_history_truth_and_idempotent_writes(seeded) -> None:
@@ -64,7 +79,7 @@ def test_history_truth_and_idempotent_writes(seeded) -> None:
     url, truth = seeded
     assert [t["course"] for t in truth["patients"].values()] == ["improving", "stable", "worsening"]
     q = 'SELECT count("duration_s") FROM "derived"."session_summary"'
-    with InfluxV1(url, "poise") as db:
+    with admin(url) as db:
         assert db.scalar(q) == sum(t["sessions"] for t in truth["patients"].values())
         points, _ = history.generate(history.HistoryConfig(patients=1, prefix="idem"))
         n = history.write(db, points)
@@ -126,6 +141,7 @@ def test_report_pdf_and_html(seeded, tmp_path: Path) -> None:
     assert doc.count('<figure class="plot"') == FIGURES
     assert doc.count("data:image/svg+xml;base64,") == FIGURES
     assert "tandem stance held" in doc
+    assert "not compared with its norm" in doc  # no age band and sex given this time
 
 
 def test_stable_patient_report_has_no_flag(seeded, tmp_path: Path) -> None:
@@ -190,7 +206,7 @@ def test_csv_and_parquet_exports_with_raw_samples(seeded, tmp_path: Path) -> Non
 
     url, truth = seeded
     patient = next(iter(truth["patients"]))
-    with InfluxV1(url, "poise") as db:
+    with admin(url) as db:
         t0 = int(
             db.scalar(
                 f'SELECT last("duration_s") FROM "derived"."session_summary" '
@@ -297,3 +313,34 @@ def test_rules_file_errors_are_exit_2(seeded, tmp_path: Path) -> None:
     )
     assert code == 2
     assert "rules.toml: field 'rule[0].scope'" in err
+
+
+def test_the_demo_ends_with_a_report(seeded, tmp_path: Path) -> None:
+    from poise.report.demo import demo_report
+
+    url, _truth = seeded
+    with admin(url) as db:
+        path = demo_report(db, tmp_path, patients=3)
+    assert path.name == "report-p003.pdf"
+    assert path.read_bytes().startswith(b"%PDF")
+
+
+def test_the_console_hook_reads_age_band_and_sex_from_the_records(seeded, tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    from poise.console.db import Patient, open_db
+    from poise.report import stylesheet
+    from poise.report.console import console_report
+
+    url, truth = seeded
+    worsening = next(p for p, t in truth["patients"].items() if t["course"] == "worsening")
+    factory = open_db(tmp_path / "console")
+    with factory() as db:
+        db.add(Patient(id=worsening, site="demo", age_band="80-84", sex="female"))
+        db.commit()
+        report = console_report(lambda: admin(url), css_href="/static/report.css")
+        html = report(db, worsening)
+    assert '<link rel="stylesheet" href="/static/report.css">' in html
+    assert "<style>" not in html  # the console's CSP refuses inline styles
+    assert "Age band</b> 80-84" in html
+    assert "not compared with its norm" not in html
+    assert "@page" in stylesheet()

@@ -128,7 +128,7 @@ def test_orientation_writes_one_row_per_input_row(tmp_path):
 
 def test_rom_two_sensors_json(tmp_path):
     rng = np.random.default_rng(3)
-    p, d = hinge_traces(rng, HingeMotion(kind="squat", reps=4, rom_deg=[60, 90, 75, 95]))
+    p, d = hinge_traces(rng, HingeMotion(kind="seated_knee", reps=4, rom_deg=[60, 90, 75, 95]))
     fp, fd = save(tmp_path / "thigh.csv", p), save(tmp_path / "shank.csv", d)
     res = run(
         "analyze",
@@ -391,3 +391,8 @@ def test_four_stage_without_tandem_gets_no_verdict(capsys, tmp_path, traces):
     )  # fmt: skip
     assert code == 2
     assert "out of order" in err
+    code, out, err = poise_main(
+        capsys, "analyze", "four-stage", str(f), "--stage", "feet_together:0-11"
+    )
+    assert code == 2
+    assert "not a 4-stage test: no verdict" in err

@@ -224,3 +224,45 @@ def test_live_window_streaming_equals_batch():
     # and each window is the batch analysis of exactly its samples
     last = sway.analyze_trial(t[-1000:], acc[-1000:], gyr[-1000:]).metrics
     assert whole[-1][1] == pytest.approx(last, rel=1e-12)
+
+
+def test_live_score_in_the_contract_streams_with_state_handed_over():
+    """The registered live score: any chunking, with its state saved to JSON and restored
+    in a fresh object between chunks, gives the records of one batch call."""
+    import json
+
+    from analysis.contract import REGISTRY, ImuChunk, LiveScore
+
+    spec = REGISTRY["sway"]
+    assert spec.measurement == "sway_live"
+    assert spec.roles == ("trunk",)
+    rng = np.random.default_rng(10)
+    n = int(16 * FS)
+    t, acc, gyr = _trial(0.05 * rng.standard_normal(n), 0.05 * rng.standard_normal(n), UPRIGHT)
+    batch = spec.factory({})
+    assert isinstance(batch, LiveScore)
+    whole = batch.update({"trunk": ImuChunk(t, acc, gyr)}) + batch.finish()
+    assert len(whole) == 7  # windows ending at 10 ... 16 s
+    score = spec.factory({})
+    got = []
+    i = 0
+    while i < n:
+        k = int(rng.integers(1, 200))
+        got += score.update({"trunk": ImuChunk(t[i : i + k], acc[i : i + k], gyr[i : i + k])})
+        state = json.loads(json.dumps(score.get_state()))
+        score = spec.factory({})
+        score.set_state(state)
+        i += k
+    got += score.finish()
+    assert [r.t_s for r in got] == [r.t_s for r in whole]
+    for a, b in zip(got, whole, strict=True):
+        assert a.fields == pytest.approx(b.fields, rel=1e-12)
+        assert a.algorithm_version == b.algorithm_version == sway.ALGORITHM_VERSION
+    assert set(whole[0].fields) >= {"rms_m_s2", "jerk_m2_s6", "f50_ap_hz", "window_s"}
+    # the window is the batch analysis of its samples
+    last = sway.analyze_trial(t[-1000:], acc[-1000:], gyr[-1000:])
+    assert whole[-1].fields["rms_m_s2"] == pytest.approx(last.metrics["rms"], rel=1e-12)
+    # parameters are apart from state: overrides reach the method
+    other = spec.factory({"lowpass_hz": 2.0, "window_s": 5.0})
+    assert other.params.sway.lowpass_hz == 2.0
+    assert other.params.window_s == 5.0

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from poise.cli import main
 from poise.core import events
@@ -50,7 +48,7 @@ def test_events_reach_the_broker(stack, capsys, tmp_path):
     info = stack.info()
     got: list[events.Event] = []
     ready = threading.Event()
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    sub = stack.mqtt_client("console")
     sub.on_connect = lambda c, *a: c.subscribe("poise/v1/session/c1/+", qos=1)
     sub.on_subscribe = lambda *a: ready.set()
     sub.on_message = lambda c, u, m: got.append(events.parse_event(m.payload, "c1", "p001"))

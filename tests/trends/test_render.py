@@ -1,0 +1,79 @@
+"""The report's words and figures, without InfluxDB or a PDF."""
+
+from __future__ import annotations
+
+import re
+
+from analysis import trends as tr
+from poise import history as h
+from poise.report import data as d
+from poise.report import render
+
+
+def test_condition_words() -> None:
+    assert render.condition_words("eyes=closed,surface=foam") == "eyes closed, foam surface"
+    assert render.condition_words("none") == ""
+
+
+def test_a_change_sentence_says_what_by_how_much_against_what() -> None:
+    s = tr.Series("tug_s", "tug", t_s=(0.0,), values=(1.0,))
+    t = tr.Trend(
+        "tug_s",
+        12,
+        13.5,
+        10.0,
+        -3.5,
+        -25.9,
+        -0.3,
+        0.001,
+        -0.6,
+        1.2,
+        "own_baseline",
+        0.05,
+        True,
+        "improved",
+        "lower_better",
+    )
+    text = render.change_sentence(s, t, "s")
+    assert text.startswith("Timed Up and Go improved: from 13.5 s to 10 s (-26 %)")
+    assert "minimal detectable change of 1.2 s (from the patient's own baseline)" in text
+    assert "p = 0.001" in text
+
+
+def test_the_model_of_a_worsening_patient() -> None:
+    points, truth = h.generate(h.HistoryConfig(patients=3, seed=0))
+    info = truth["patients"]["h003"]
+    model = render.build(d.from_points(points, "h003"), d.profile(info["age_band"], info["sex"]))
+    assert model.review.flagged
+    assert [f.number for f in model.figures] == [1, 2, 3, 4, 5, 6]
+    assert all(f.svg.lstrip().startswith("<?xml") for f in model.figures)
+    # axis labels stay text (searchable, sharp in print) and carry their units
+    for f in model.figures:
+        texts = re.findall(r"<text[^>]*>([^<]*)</text>", f.svg)
+        assert "week of the period" in texts, f.number
+        assert any(re.search(r"\((m/s²|deg|s|%|in 30 s|0-10)\)", t) for t in texts), f.number
+    # sway metrics of one condition that agree are one sentence
+    sway = [s for _v, s in model.changes if s.startswith("Trunk sway")]
+    assert len(sway) == 2
+    assert all("agree" in s for s in sway)
+    html = render.to_html(model)
+    assert html.count("<figcaption>") == 6
+    assert "Jane" not in html
+
+
+def test_a_report_of_one_session_renders() -> None:
+    points, _truth = h.generate(h.HistoryConfig(patients=1, seed=0))
+    first = min(p["t_ns"] for p in points)
+    one = [p for p in points if p["t_ns"] < first + 3 * 3600 * 10**9]
+    model = render.build(d.from_points(one, "h001"))
+    assert model.review.sessions == 1
+    assert {t.verdict for _s, t in model.review.trends} == {"insufficient"}
+    assert len(model.figures) == 6
+    assert "No change in this period" in render.to_html(model)
+
+
+def test_a_report_without_steadi_tests_says_so() -> None:
+    points, _truth = h.generate(h.HistoryConfig(patients=1, seed=0))
+    no_steadi = [p for p in points if p["tags"].get("exercise") in (None, "quiet_stance")]
+    model = render.build(d.from_points(no_steadi, "h001"))
+    assert "no data in this period" in model.figures[-3].svg  # the STEADI panels
