@@ -13,6 +13,7 @@ help:
 	@echo "make test   - lint, type-check and run every test against real services"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make bench  - benchmarks; results go to docs/benchmarks.md by hand"
+	@echo "make dashboards - regenerate the Grafana dashboards and alert rules (dashboards/)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -72,3 +73,6 @@ bench: $(STAMP) services
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards.build
