@@ -4,9 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
-SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd
+SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/mosquitto_sub
 
-.PHONY: demo test unit lint bench services report-deps browser clean help
+.PHONY: demo test unit lint bench services report-deps browser clean help dashboards
 
 help:
 	@echo "make demo   - run the whole pipeline locally with simulated patients"
@@ -29,8 +29,8 @@ services:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages mosquitto and influxdb (missing:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto influxdb >/dev/null; \
-	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto influxdb" >&2; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients influxdb >/dev/null; \
+	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto mosquitto-clients influxdb" >&2; exit 1; fi; \
 	fi
 
 # reports: WeasyPrint renders the PDF with pango/harfbuzz; DejaVu is the report's font;
