@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from analysis import intensity, sway
-from analysis.contract import Chunk, Record, ScoreSpec, pack, register, unpack
+from analysis.contract import REGISTRY, Chunk, Record, ScoreSpec, pack, register, unpack
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def _intensity(overrides: Mapping[str, Any]) -> intensity.LiveIntensity:
     return intensity.LiveIntensity(period_s, intensity.IntensityParams(**o))
 
 
-SWAY = register(
+# analysis.sway registers its own row when it is imported; this one stands in only if not
+SWAY = REGISTRY.get("sway") or register(
     ScoreSpec(
         "sway",
         _sway,

@@ -571,7 +571,8 @@ class SwayScore:
 def _sway_factory(overrides: Mapping[str, Any]) -> SwayScore:
     sway_keys = set(SwayParams.__dataclass_fields__)
     sp = SwayParams(**{k: v for k, v in overrides.items() if k in sway_keys})
-    rest = {k: v for k, v in overrides.items() if k not in sway_keys}
+    # the sampling rate comes from the samples' own times, so an fs_hz override is moot
+    rest = {k: v for k, v in overrides.items() if k not in sway_keys and k != "fs_hz"}
     return SwayScore(SwayLiveParams(sway=sp, **rest))
 
 

@@ -64,35 +64,44 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         )
 
 
-def run_round(stack: LocalStack, sensors: int, measure_s: float, warmup_s: float) -> dict[str, Any]:
+def run_round(
+    stack: LocalStack, sensors: int, measure_s: float, warmup_s: float, workers: int = 1
+) -> dict[str, Any]:
     info = stack.info()
     env = {**os.environ, **stack.env}
     tmp = Path(tempfile.mkdtemp(prefix="poise-bench-worker-"))
     patients = [f"p{i:03d}" for i in range((sensors + 2) // 3)]
     mqtt_at = f"{info.mqtt_host}:{info.mqtt_port}"
-    ingest = _spawn(["ingest", "--mqtt", mqtt_at, "--influx", info.influx_url,
+    # on NATS, ingest and workers consume the partitioned JetStream stream
+    broker = ["--nats", info.nats_url] if info.nats_url else ["--mqtt", mqtt_at]
+    ingest = _spawn(["ingest", *broker, "--influx", info.influx_url,
                      "--client-id", "bench-ingest"], env, tmp / "ingest.log")  # fmt: skip
-    ready = tmp / "ready"
-    worker = _spawn(
-        [
-            "worker",
-            "--mqtt",
-            mqtt_at,
-            "--influx",
-            info.influx_url,
-            "--state",
-            str(tmp / "state.json"),
-            "--ready-file",
-            str(ready),
-            "--client-id",
-            "bench-worker",
-        ],
-        env,
-        tmp / "worker.log",
-    )
-    deadline = time.monotonic() + 60
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    procs = []
+    for w in range(workers if info.nats_url else 1):
+        ready = tmp / f"ready-{w}"
+        member = ["--member", f"w{w}"] if info.nats_url else []
+        procs.append(_spawn(
+            [
+                "worker",
+                *broker,
+                *member,
+                "--influx",
+                info.influx_url,
+                "--state",
+                str(tmp / "state.json"),
+                "--ready-file",
+                str(ready),
+                "--client-id",
+                "bench-worker",
+            ],
+            env,
+            tmp / f"worker-{w}.log",
+        ))
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if info.nats_url:
+        time.sleep(5.0)  # the workers share out the partitions (lease renewals every 1.5 s)
     latencies: list[float] = []
     collecting = threading.Event()
 
@@ -168,12 +177,12 @@ def run_round(stack: LocalStack, sensors: int, measure_s: float, warmup_s: float
         k += 1
         if k == int(warmup_s * 10):
             collecting.set()
-            cpu0, wall0 = _cpu_s(worker.pid), time.monotonic()
-    cpu1, wall1 = _cpu_s(worker.pid), time.monotonic()
-    rss = _rss_mb(worker.pid)
+            cpu0, wall0 = sum(_cpu_s(w.pid) for w in procs), time.monotonic()
+    cpu1, wall1 = sum(_cpu_s(w.pid) for w in procs), time.monotonic()
+    rss = max(_rss_mb(w.pid) for w in procs)
     time.sleep(2.0)  # the last windows in flight
     collecting.clear()
-    for proc in (worker, ingest):
+    for proc in (*procs, ingest):
         proc.terminate()
         proc.wait(30)
     for c in (sub, console, gateway):
@@ -189,6 +198,7 @@ def run_round(stack: LocalStack, sensors: int, measure_s: float, warmup_s: float
         "p99_s": float(np.percentile(lat, 99)) if len(lat) else None,
         "max_s": float(lat.max()) if len(lat) else None,
         "generator_behind_max_s": round(behind_s, 3),
+        "workers": len(procs),
         "worker_rss_mb": round(rss, 1),
         "worker_cpu_pct": round(cpu_pct, 1),
         "worker_cpu_pct_per_sensor": round(cpu_pct / len(sensor_list), 3),
@@ -201,15 +211,26 @@ def main() -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--measure-s", type=float, default=30.0)
     ap.add_argument("--warmup-s", type=float, default=12.0)
+    ap.add_argument("--broker", choices=["mosquitto", "nats"], default="mosquitto")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (NATS only)")
     args = ap.parse_args()
-    out: dict[str, Any] = {"rounds": args.rounds, "measure_s": args.measure_s, "sizes": {}}
+    out: dict[str, Any] = {
+        "rounds": args.rounds,
+        "measure_s": args.measure_s,
+        "broker": args.broker,
+        "workers": args.workers,
+        "sizes": {},
+    }
     for n in args.sensors:
         rounds = []
         for r in range(args.rounds):
             # a fresh stack per round: a persistent session left behind by the last round
             # would hand its backlog to the next
-            with tempfile.TemporaryDirectory() as d, LocalStack(Path(d), sites=[SITE]) as stack:
-                res = run_round(stack, n, args.measure_s, args.warmup_s)
+            with (
+                tempfile.TemporaryDirectory() as d,
+                LocalStack(Path(d), sites=[SITE], broker=args.broker) as stack,
+            ):
+                res = run_round(stack, n, args.measure_s, args.warmup_s, args.workers)
             print(f"{n} sensors, round {r + 1}: {json.dumps(res)}", flush=True)
             rounds.append(res)
         med = {

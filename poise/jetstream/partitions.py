@@ -62,8 +62,9 @@ class OwnerParams:
     partitions: int = layout.PARTITIONS
     renew_every_s: float = 1.5  # well inside the lease TTL of the buckets (6 s by default)
     checkpoint_every_s: float = 2.0
+    flush_every_s: float = 0.2  # live outputs leave at least this often (as the MQTT worker's)
     fetch_batch: int = 1000
-    fetch_timeout_s: float = 0.5
+    fetch_timeout_s: float = 0.2  # an idle partition waits this long for news
 
 
 @dataclass
@@ -262,7 +263,7 @@ class PartitionOwner:
 
     # --- one partition ---
     async def _checkpoint(self, part: _Partition) -> None:
-        part.engine.flush()
+        await asyncio.to_thread(part.engine.flush)
         ckpts = self._kv[layout.KV_CHECKPOINTS]
         doc = json.dumps(
             {"seq": part.seq, "state": part.engine.get_state(), "member": self.member}
@@ -290,7 +291,7 @@ class PartitionOwner:
         sub = await self._js.pull_subscribe(
             layout.partition_filter(part.k), durable=None, stream=layout.STREAM, config=config
         )
-        last_ckpt = time.monotonic()
+        last_ckpt = last_flush = time.monotonic()
         try:
             while not part.stop.is_set():
                 try:
@@ -316,6 +317,9 @@ class PartitionOwner:
                     self.stats.messages += 1
                 if msgs:
                     await msgs[-1].ack()
+                if time.monotonic() - last_flush >= self.p.flush_every_s:
+                    await asyncio.to_thread(part.engine.flush)
+                    last_flush = time.monotonic()
                 if time.monotonic() - last_ckpt >= self.p.checkpoint_every_s:
                     await self._checkpoint(part)
                     last_ckpt = time.monotonic()
