@@ -45,6 +45,9 @@ def bench_sway(repeats: int) -> dict[str, Any]:
     def per_trial() -> None:
         sway.analyze_trial(trial.time_s, trial.acc, trial.gyr)
 
+    def unchecked_trial() -> None:  # the same without the plausibility checks
+        sway.analyze_trial(trial.time_s, trial.acc, trial.gyr, check=False)
+
     def live() -> None:
         ls = sway.LiveSway(fs)
         for i in range(0, len(long.time_s), 10):
@@ -52,9 +55,11 @@ def bench_sway(repeats: int) -> dict[str, Any]:
 
     t_base = median_time(baseline, repeats)
     t_trial = median_time(per_trial, repeats)
+    t_unchecked = median_time(unchecked_trial, repeats)
     t_live = median_time(live, max(1, repeats // 3))
     return {
         "trial_x_realtime": round(60.0 / t_trial),
+        "trial_without_plausibility_x_realtime": round(60.0 / t_unchecked),
         "live_x_realtime": round(600.0 / t_live),
         "filter_only_x_realtime": round(60.0 / t_base),
         "trial_cost_vs_filter_only": round(t_trial / t_base, 1),

@@ -143,6 +143,7 @@ def cmd_sway(args: argparse.Namespace) -> int:
             sway.SwayParams(ap_axis=args.ap_axis),
             condition=_condition(args),
             input_flags=report.flags,
+            check=False,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -229,6 +230,7 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
             None if "no_gyroscope" in report.flags else rec.gyr,
             stages,
             steadi.FourStageParams(sway=SwayParams(ap_axis=args.ap_axis)),
+            check=False,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -274,6 +276,7 @@ def cmd_chair_stand(args: argparse.Namespace) -> int:
             start_s=float(rec.time_s[0]) + args.start_s,
             age_years=args.age,
             sex=args.sex,
+            check=False,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -307,7 +310,7 @@ def cmd_tug(args: argparse.Namespace) -> int:
 
     rec = _load(args.file, args)
     try:
-        res = steadi.tug(rec.time_s, rec.acc, rec.gyr)
+        res = steadi.tug(rec.time_s, rec.acc, rec.gyr, check=False)
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
