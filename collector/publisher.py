@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.spool import Spool
 from poise.core import status, topics
+from poise.core.mqttconf import mqtt_protocol
 from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.collector.publisher")
@@ -65,13 +66,10 @@ class Publisher:
         password: str | None = None,
         keepalive_s: int = 15,
         tls_ca: str | None = None,
-        protocol: str = "5",
+        protocol: str | None = None,
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if protocol not in MQTT_PROTOCOLS:
-            raise ValueError(
-                f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}"
-            )
+        protocol = mqtt_protocol(protocol)  # None: POISE_MQTT_PROTOCOL, else 5
         self.protocol = protocol
         self.spool = spool
         self.window = window
