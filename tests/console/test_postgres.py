@@ -125,4 +125,6 @@ def test_records_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
         )
     with db.begin() as s:
         assert records.forget_patient(s, "p001")["sessions"] == 1
+    # close every connection before the server goes away
+    db.kw["bind"].dispose()
     engine.dispose()
