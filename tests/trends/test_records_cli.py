@@ -87,6 +87,27 @@ def test_history_truth_and_idempotent_writes(seeded) -> None:
         q1 = q + " WHERE patient = 'idem001'"
         assert db.scalar(q1) == sum(p["measurement"] == "session_summary" for p in points)
         assert n == len(points)
+        # the CLI with --until: a rerun overwrites
+        argv = (
+            "simulate",
+            "--history",
+            "2w",
+            "--patients",
+            "1",
+            "--seed",
+            "3",
+            "--site",
+            "rerun",
+            "--influx",
+            url,
+            "--until",
+            "2026-11-30",
+        )
+        for _ in range(2):
+            code, out, err = run(*argv)
+            assert code == 0, err
+        n_sessions = json.loads(out)["patients"]["h001"]["sessions"]
+        assert db.scalar(q + " WHERE site = 'rerun'") == n_sessions
 
 
 def _dark_share(png: Path) -> float:
