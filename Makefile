@@ -6,13 +6,14 @@ STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
 SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/mosquitto_sub
 
-.PHONY: demo test unit lint bench services report-deps browser clean help dashboards
+.PHONY: demo test unit lint bench soak services report-deps browser clean help dashboards
 
 help:
 	@echo "make demo   - run the whole pipeline locally with simulated patients"
 	@echo "make test   - lint, type-check and run every test against real services"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make bench  - benchmarks; results go to docs/benchmarks.md by hand"
+	@echo "make soak   - 10 minutes at 100 sensors x 100 Hz through every service (not in CI)"
 	@echo "make dashboards - regenerate the Grafana dashboards and alert rules (dashboards/)"
 
 $(STAMP): pyproject.toml
@@ -70,6 +71,9 @@ test: $(STAMP) services report-deps browser lint
 
 bench: $(STAMP) services
 	$(BIN)/python -m bench.run
+
+soak: $(STAMP) services
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
