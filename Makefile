@@ -4,15 +4,17 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
-SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd
+SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/mosquitto_sub
 
-.PHONY: demo test unit lint bench services report-deps browser clean help
+.PHONY: demo test unit lint bench soak services report-deps browser clean help dashboards
 
 help:
 	@echo "make demo   - run the whole pipeline locally with simulated patients"
 	@echo "make test   - lint, type-check and run every test against real services"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make bench  - benchmarks; results go to docs/benchmarks.md by hand"
+	@echo "make soak   - 10 minutes at 100 sensors x 100 Hz through every service (not in CI)"
+	@echo "make dashboards - regenerate the Grafana dashboards and alert rules (dashboards/)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -28,8 +30,8 @@ services:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages mosquitto and influxdb (missing:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto influxdb >/dev/null; \
-	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto influxdb" >&2; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients influxdb >/dev/null; \
+	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto mosquitto-clients influxdb" >&2; exit 1; fi; \
 	fi
 
 # reports: WeasyPrint renders the PDF with pango/harfbuzz; DejaVu is the report's font;
@@ -70,5 +72,11 @@ test: $(STAMP) services report-deps browser lint
 bench: $(STAMP) services
 	$(BIN)/python -m bench.run
 
+soak: $(STAMP) services
+	$(BIN)/python -m bench.soak
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards.build

@@ -35,13 +35,14 @@ from collector.clock import HostTime
 from collector.config import (
     GatewayConfig,
     GatewayConfigError,
+    ScanParams,
     SensorSpec,
     SupervisorParams,
     load_gateway_config,
 )
 from collector.pipeline import SensorPipeline
 from collector.profiles import Profile
-from poise.core import topics, wire
+from poise.core import status, topics, wire
 
 log = logging.getLogger("poise.collector.ble")
 ConfigError = GatewayConfigError  # the config loader lives in collector.config (no bleak there)
@@ -77,15 +78,18 @@ class SensorStats:
     effective_rate_hz: float | None = None
     jitter_ms: float | None = None
 
-    def as_status(self, spec: SensorSpec) -> dict[str, Any]:
-        return {
-            "kind": "sensor",
-            "online": self.state == "streaming",
-            "state": self.state,
-            "profile": spec.profile,
-            "placement": spec.placement,
-            **{k: v for k, v in self.__dict__.items() if k != "state"},
-        }
+    def as_status(self, spec: SensorSpec, rate_hz: float) -> dict[str, Any]:
+        return status.sensor_status(
+            state=self.state,
+            profile=spec.profile,
+            placement=spec.placement,
+            rate_hz=rate_hz,
+            counters={k: getattr(self, k) for k in status.COUNTERS},
+            effective_rate_hz=self.effective_rate_hz,
+            jitter_ms=self.jitter_ms,
+            battery_pct=self.battery_pct,
+            rssi_dbm=self.rssi_dbm,
+        )
 
 
 class BluetoothUnavailableError(RuntimeError):
@@ -149,6 +153,10 @@ class SensorSession:
         # the device's answer to a configuration write: in the same queue, so it is handled
         # before the data that follows it
         self._queue.put_nowait((self._now_ns(), bytes(data), True))
+
+    def status(self) -> dict[str, Any]:
+        """This sensor's status payload (poise.core.status)."""
+        return self.stats.as_status(self.spec, self.rate_hz)
 
     def _on_disconnect(self, _client: Any) -> None:
         self._disconnected.set()
@@ -353,7 +361,7 @@ class Gateway:
 
     def publish_status(self) -> None:
         for s in self.sessions:
-            self.publisher.publish_status(s.spec.sensor_id, s.stats.as_status(s.spec))
+            self.publisher.publish_status(s.spec.sensor_id, s.status())
 
     async def run(self, stop: asyncio.Event) -> None:
         async def status_loop() -> None:
@@ -377,7 +385,7 @@ class Gateway:
 
 
 async def scan(
-    timeout_s: float = 5.0, scanner_backend: type[BaseBleakScanner] | None = None
+    timeout_s: float = ScanParams.timeout_s, scanner_backend: type[BaseBleakScanner] | None = None
 ) -> list[dict[str, Any]]:
     """Nearby devices with the profile that matches each (by name first, then service)."""
     kw: dict[str, Any] = {"backend": scanner_backend} if scanner_backend else {}

@@ -54,6 +54,11 @@ class SupervisorParams:
     status_every_s: float = 5.0
 
 
+@dataclass(frozen=True)
+class ScanParams:
+    timeout_s: float = 5.0  # how long ``poise scan`` listens for advertisements
+
+
 # (lowest, highest) accepted for each timing: outside them a typo is likelier than intent
 SUPERVISION_LIMITS: dict[str, tuple[float, float]] = {
     "stall_s": (0.2, 600.0),
@@ -156,7 +161,11 @@ def _sensor(raw: TomlReader, known: dict[str, profiles.Profile]) -> SensorSpec:
     channels = raw.get("channels", list, f"a list of channels from {list(prof.channels)}", None)
     if channels is not None:
         expected = f"a list of channels from {list(prof.channels)}, each once"
-        if not channels or len(set(channels)) != len(channels):
+        if (
+            not channels
+            or not all(isinstance(c, str) for c in channels)
+            or len(set(channels)) != len(channels)
+        ):
             raise raw.fail("channels", expected, channels)
         for c in channels:
             if c not in prof.channels:
@@ -180,6 +189,19 @@ def _sensor(raw: TomlReader, known: dict[str, profiles.Profile]) -> SensorSpec:
 def load_gateway_config(path: Path | str, spool_override: Path | None = None) -> GatewayConfig:
     """Read and check a gateway config; ``spool_override`` (``collect --spool``) replaces the
     config's spool path and is checked the same way."""
+    try:
+        return _load(path, spool_override)
+    except GatewayConfigError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        # a shape no check foresaw: still the file and what went wrong, never a traceback
+        name = Path(path).name
+        raise GatewayConfigError(
+            f"{name}: malformed gateway config ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _load(path: Path | str, spool_override: Path | None) -> GatewayConfig:
     doc = load_toml(path, GatewayConfigError)
     doc.unknown({"site", "gateway_id", "mqtt", "spool", "supervision", "sensor"})
     mqtt = doc.sub("mqtt", {})
@@ -190,25 +212,19 @@ def load_gateway_config(path: Path | str, spool_override: Path | None = None) ->
     sensors = [_sensor(raw, known) for raw in doc.subs("sensor", required=True)]
     if not sensors:
         raise doc.fail("sensor", "at least one [[sensor]] table", [])
-    seen_ids: dict[str, int] = {}
-    seen_addr: dict[str, int] = {}
-    for i, s in enumerate(sensors):
-        where = f"sensor[{i}]"
-        if s.sensor_id in seen_ids:
-            raise doc.fail(
-                f"{where}.id",
-                f"an id no other sensor has (sensor[{seen_ids[s.sensor_id]}] has it)",
-                s.sensor_id,
-            )
-        seen_ids[s.sensor_id] = i
-        if s.address is not None:
-            if s.address in seen_addr:
+    for attr, key, what in (("sensor_id", "id", "an id"), ("address", "address", "an address")):
+        seen: dict[str, int] = {}
+        for i, sensor in enumerate(sensors):
+            value = getattr(sensor, attr)
+            if value is None:
+                continue
+            if value in seen:
                 raise doc.fail(
-                    f"{where}.address",
-                    f"an address no other sensor has (sensor[{seen_addr[s.address]}] has it)",
-                    s.address,
+                    f"sensor[{i}].{key}",
+                    f"{what} no other sensor has (sensor[{seen[value]}] has it)",
+                    value,
                 )
-            seen_addr[s.address] = i
+            seen[value] = i
     if spool_override is not None:
         spool_path = Path(spool_override)
         problem = spool_problem(spool_path)

@@ -94,8 +94,11 @@ class SensorPipeline:
     def feed(self, notification: bytes, arrival_ns: int) -> list[Frame]:
         decoded = self.decoder.feed(notification)
         samples = []
+        last_shape: tuple[str, ...] | None = None
+        slots: list[int] | None = None
         for s in decoded:
-            slots = self._slots(s.channels)
+            if s.channels is not last_shape:  # codecs share one tuple per record kind
+                last_shape, slots = s.channels, self._slots(s.channels)
             if slots is None:  # a sample of another stream of this device (Verity's gyro)
                 self.stats.partial += 1
                 continue

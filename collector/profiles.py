@@ -10,6 +10,7 @@ what was expected and what was found. Pure: reads files, touches no radio.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -221,6 +222,14 @@ def _writes(readers: list[TomlReader]) -> tuple[Write, ...]:
     return tuple(out)
 
 
+def _texts(table: TomlReader, key: str, expected: str) -> tuple[str, ...]:
+    items = table.get(key, list, expected, [])
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise table.fail(key, expected, items)
+    return tuple(items)
+
+
 def _axis(axes: TomlReader) -> str | None:
     value = axes.get("face_normal", str, "one of +x, -x, +y, -y, +z, -z", None)
     if value is not None and value not in ("+x", "-x", "+y", "-y", "+z", "-z"):
@@ -230,7 +239,28 @@ def _axis(axes: TomlReader) -> str | None:
 
 def load_profile(path: Traversable | str) -> Profile:
     path = Path(path) if isinstance(path, str) else path
-    top = parse_toml(path.read_text(encoding="utf-8"), path.name, ProfileError)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path.name}: cannot read: {exc}") from None
+    return parse_profile(text, path)
+
+
+def parse_profile(text: str, path: Traversable) -> Profile:
+    """A profile from its TOML text; ``path`` names it in errors and in ``Profile.path``."""
+    try:
+        return _parse_profile(text, path)
+    except ProfileError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        # a shape no check above foresaw: still the file and what went wrong, no traceback
+        raise ProfileError(
+            f"{path.name}: malformed profile ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _parse_profile(text: str, path: Traversable) -> Profile:
+    top = parse_toml(text, path.name, ProfileError)
     endian = top.get("endian", str, "'little' or 'big'", "little")
     if endian not in ("little", "big"):
         raise top.fail("endian", "'little' or 'big'", endian)
@@ -248,14 +278,15 @@ def load_profile(path: Traversable | str) -> Profile:
         )
         if not isinstance(raw, dict):
             raise top.fail(f"settings.{name}", "a table", raw)
-        kind = st.get("kind", str, "'choice' or 'float'", "choice")
-        scales = {
-            str(k): float(v) for k, v in st.get("scales", dict, "option -> scale", {}).items()
-        }
-        writes = {
-            str(k): bytes.fromhex(str(v).replace(" ", ""))
-            for k, v in st.get("writes", dict, "option -> hex", {}).items()
-        }
+        kind = st.choice("kind", ("choice", "float"), "choice")
+        scales = {}
+        for k, v in st.get("scales", dict, "option -> scale", {}).items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise st.fail(f"scales.{k}", "a finite number", v)
+            scales[str(k)] = float(v)
+        writes = {}
+        for k, v in st.get("writes", dict, "option -> hex", {}).items():
+            writes[str(k)] = TomlReader(path.name, {k: v}, f"settings.{name}.writes").hex(k)
         setting = Setting(
             name, str(st.get("default", (str, int, float), "a default value")), kind, scales, writes
         )
@@ -299,9 +330,16 @@ def load_profile(path: Traversable | str) -> Profile:
         js = packet.sub("json")
         fields_map = {}
         for key, val in js.get("fields", dict, "a table key -> {name, unit}", {}).items():
-            if not isinstance(val, dict) or val.get("unit") not in UNIT_TO_SI:
+            if (
+                not isinstance(val, dict)
+                or not isinstance(val.get("unit"), str)
+                or val.get("unit") not in UNIT_TO_SI
+                or val.get("name") not in SAMPLE_CHANNELS
+            ):
                 raise js.fail(
-                    f"fields.{key}", f"{{name = ..., unit = one of {sorted(UNIT_TO_SI)}}}", val
+                    f"fields.{key}",
+                    f"{{name = a channel such as 'acc_x', unit = one of {sorted(UNIT_TO_SI)}}}",
+                    val,
                 )
             fields_map[str(key)] = (str(val.get("name")), UNIT_TO_SI[val["unit"]])
         time_unit = js.get("time_unit", str, "'s', 'ms' or 'us'", "ms")
@@ -317,17 +355,22 @@ def load_profile(path: Traversable | str) -> Profile:
         )
     elif framing == "polar-pmd":
         pm = packet.sub("pmd")
-        types = {
-            int(k): str(v)
-            for k, v in pm.get("types", dict, "measurement type -> acc/gyr/mag", {}).items()
-        }
-        raw_to_si = {
-            g: UNIT_TO_SI[u] for g, u in pm.get("raw_unit", dict, "group -> unit", {}).items()
-        }
-        comp_to_si = {
-            g: UNIT_TO_SI[u]
-            for g, u in pm.get("compressed_unit", dict, "group -> unit", {}).items()
-        }
+        types = {}
+        for k, v in pm.get("types", dict, "measurement type -> acc/gyr/mag", {}).items():
+            if not k.isdigit() or int(k) > 255 or v not in ("acc", "gyr", "mag"):
+                raise pm.fail(f"types.{k}", "a measurement type 0-255 -> acc, gyr or mag", v)
+            types[int(k)] = str(v)
+
+        def units(key: str) -> dict[str, float]:
+            out = {}
+            for g, u in pm.get(key, dict, "group -> unit", {}).items():
+                if not isinstance(u, str) or u not in UNIT_TO_SI:
+                    raise pm.fail(f"{key}.{g}", f"one of {sorted(UNIT_TO_SI)}", u)
+                out[str(g)] = UNIT_TO_SI[u]
+            return out
+
+        raw_to_si = units("raw_unit")
+        comp_to_si = units("compressed_unit")
         factors = {
             str(g): str(v)
             for g, v in pm.get("factor_settings", dict, "group -> setting name", {}).items()
@@ -382,10 +425,13 @@ def load_profile(path: Traversable | str) -> Profile:
     for key, value in rates.get("writes", dict, "a table of rate -> writes", {}).items():
         if not key.isdigit() or not isinstance(value, list):
             raise rates.fail(f"writes.{key}", "a rate in Hz with an array of writes", value)
+        for i, v in enumerate(value):
+            if not isinstance(v, dict):
+                raise rates.fail(f"writes.{key}[{i}]", "a table {hex = ...}", v)
         rate_writes[int(key)] = _writes(
             [TomlReader(path.name, v, f"rates.writes.{key}", ProfileError) for v in value]
         )
-    default_rate = rates.get("default_hz", int, "a rate in Hz", 100)
+    default_rate = rates.integer("default_hz", "a rate in Hz from 1 to 10000", 100, 1, 10_000)
     if rate_writes and default_rate not in rate_writes:
         raise rates.fail("default_hz", f"one of {sorted(rate_writes)}", default_rate)
     return Profile(
@@ -393,10 +439,8 @@ def load_profile(path: Traversable | str) -> Profile:
         model=top.get("model", str, "the device model"),
         source=top.get("source", str, "where the protocol facts come from"),
         path=path,
-        name_prefixes=tuple(match.get("name_prefixes", list, "a list of names", [])),
-        service_uuids=tuple(
-            u.lower() for u in match.get("service_uuids", list, "a list of UUIDs", [])
-        ),
+        name_prefixes=_texts(match, "name_prefixes", "a list of names"),
+        service_uuids=tuple(u.lower() for u in _texts(match, "service_uuids", "a list of UUIDs")),
         service=gatt.get("service", str, "a service UUID").lower(),
         notify=gatt.get("notify", str, "a characteristic UUID").lower(),
         write=(gatt.get("write", str, "a characteristic UUID", None) or None),

@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.spool import Spool
-from poise.core import topics
+from poise.core import status, topics
 from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.collector.publisher")
@@ -69,7 +69,9 @@ class Publisher:
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         if protocol not in MQTT_PROTOCOLS:
-            raise ValueError(f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}")
+            raise ValueError(
+                f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}"
+            )
         self.protocol = protocol
         self.spool = spool
         self.window = window
@@ -93,7 +95,7 @@ class Publisher:
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
         self._client.will_set(
             topics.status(site, gateway_id),
-            json.dumps({"kind": "gateway", "online": False}),
+            json.dumps(status.gateway_status(False)),
             qos=1,
             retain=True,
         )
@@ -135,7 +137,7 @@ class Publisher:
         self._connected.set()
         client.publish(
             topics.status(self.site, self.gateway_id),
-            json.dumps({"kind": "gateway", "online": True}),
+            json.dumps(status.gateway_status(True)),
             qos=1,
             retain=True,
         )
@@ -211,7 +213,7 @@ class Publisher:
         if self._connected.is_set():
             info = self._client.publish(
                 topics.status(self.site, self.gateway_id),
-                json.dumps({"kind": "gateway", "online": False}),
+                json.dumps(status.gateway_status(False)),
                 qos=1,
                 retain=True,
             )

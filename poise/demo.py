@@ -172,7 +172,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         drained = pub.wait_drained(60)
         for s in sim.sensors.values():
             pub.publish_status(
-                s.sensor_id, {**sensor_status(s, cfg.rate_hz, sim.profile.id), "online": False}
+                s.sensor_id, sensor_status(s, cfg.rate_hz, sim.profile.id, online=False)
             )
         stored = _wait_stored(counter, ingest, res.samples_published)
         trial_rows = dw.finish(console)

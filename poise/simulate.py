@@ -26,7 +26,7 @@ from collector.virtual import (
     rows_for,
     simulate_patient,
 )
-from poise.core import topics, wire
+from poise.core import status, topics, wire
 
 
 @dataclass(frozen=True)
@@ -196,16 +196,25 @@ def _tagged(
         yield t, sensor_id, data
 
 
-def sensor_status(sensor: SensorState, rate_hz: float, profile_id: str) -> dict[str, Any]:
-    return {
-        "kind": "sensor",
-        "online": True,
-        "profile": profile_id,
-        "placement": sensor.placement,
-        "rate_hz": rate_hz,
-        "samples": sensor.samples,
-        "skipped_bytes": sensor.pipeline.decoder.stats.skipped_bytes,
-    }
+def sensor_status(
+    sensor: SensorState, rate_hz: float, profile_id: str, *, online: bool = True
+) -> dict[str, Any]:
+    """A simulated sensor's status, in the one schema every gateway publishes."""
+    p = sensor.pipeline
+    return status.sensor_status(
+        state="streaming" if online else "stopped",
+        profile=profile_id,
+        placement=sensor.placement,
+        rate_hz=rate_hz,
+        counters={
+            "connects": 1,
+            "samples": sensor.samples,
+            "frames": sensor.frames,
+            "lost_samples": p.lost_samples,
+            "duplicates": p.stats.duplicates,
+            "skipped_bytes": p.decoder.stats.skipped_bytes,
+        },
+    )
 
 
 def run_with_publisher(
@@ -222,7 +231,7 @@ def run_with_publisher(
     res.drained = publisher.wait_drained(drain_timeout_s)
     for s in sim.sensors.values():
         publisher.publish_status(
-            s.sensor_id, {**sensor_status(s, cfg.rate_hz, sim.profile.id), "online": False}
+            s.sensor_id, sensor_status(s, cfg.rate_hz, sim.profile.id, online=False)
         )
     return sim, res
 

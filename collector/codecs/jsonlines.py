@@ -21,7 +21,7 @@ class JsonLinesCodec(Codec):
         self.spec = profile.json
         self._buf = bytearray()
         self._order = {c: i for i, c in enumerate(profile.channels)}
-        self._shapes: dict[frozenset[str], tuple[str, ...]] = {}  # shared channel tuples
+        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}  # shared channel tuples
 
     def pending_bytes(self) -> int:
         return len(self._buf)
@@ -40,7 +40,7 @@ class JsonLinesCodec(Codec):
                 got[name] = v * to_si
         if not got:
             raise ValueError("no known field")
-        shape = frozenset(got)
+        shape = tuple(got)  # in the order of the profile's keys, so one tuple per key set
         chans = self._shapes.get(shape)
         if chans is None:
             chans = self._shapes[shape] = tuple(sorted(got, key=self._order.__getitem__))

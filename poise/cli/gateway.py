@@ -130,7 +130,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             await watcher
             if world is not None:
                 await world.close()
-        return {s.spec.sensor_id: s.stats.as_status(s.spec) for s in gw.sessions}
+        return {s.spec.sensor_id: s.status() for s in gw.sessions}
 
     status: dict[str, Any] = {}
     code = 0
@@ -277,7 +277,15 @@ def add_commands(sub: Any) -> None:
         description="Scans with bleak and prints one JSON object per device: address, "
         "name, RSSI (dBm) and the matching firmware profile (by name, then by service).",
     )
-    p.add_argument("--timeout", type=positive, default=5.0, help="seconds to scan (default 5)")
+    from collector.config import ScanParams  # no BLE library: a light import
+
+    scan_default = ScanParams()
+    p.add_argument(
+        "--timeout",
+        type=positive,
+        default=scan_default.timeout_s,
+        help=f"seconds to scan (default {scan_default.timeout_s:g})",
+    )
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser(

@@ -49,8 +49,11 @@ def test_native_publisher_drains_the_spool_and_resends_are_stored_once(nats_serv
         pub.publish(items[100:])  # the first 100 of these are resends (an ack lost, say)
         assert pub.wait_drained(20)
         wait_until(lambda: asyncio.run(_stream_messages(nats_server)) == 300, 10, "300 stored")
-        assert pub.stats.acked == 400
-        assert pub.stats.replayed == 100  # recognised by the stream as duplicates
+        # at least the 100 resends were recognised by the stream as duplicates (a frame whose
+        # acknowledgement came too late on a busy machine is sent again, and is one more)
+        assert pub.stats.acked >= 400
+        assert pub.stats.replayed >= 100
+        assert pub.stats.acked - pub.stats.replayed == 300
     finally:
         pub.stop()
         spool.close()
