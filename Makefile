@@ -1,10 +1,9 @@
 # The README's commands. Each installs what it needs: a .venv with poise installed editable,
-# and (as root, on Debian) the mosquitto and influxdb packages when missing.
+# and (as root, on Debian) the Debian packages of DEB_PACKAGES when missing.
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
-SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/mosquitto_sub
 
 .PHONY: demo test unit lint bench soak services report-deps browser clean help dashboards
 
@@ -25,36 +24,32 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# Debian packages the demo and the tests run: the broker (Mosquitto, and nats-server for the
+# scale-out tests), InfluxDB 1.x, the libraries WeasyPrint renders report PDFs with (pango,
+# harfbuzz; DejaVu is the report's font; poppler-utils lets the tests look at the PDF's
+# pages), and Debian's chromium for the console's browser tests (Playwright drives it; it
+# never downloads a browser), and PostgreSQL for the console's records on a real server
+# (the tests start a throwaway cluster; the system's own service is not used). One check,
+# then one apt-get for whatever is missing.
+DEB_PACKAGES := mosquitto mosquitto-clients influxdb nats-server chromium postgresql \
+  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+NEEDED_FILES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/influxd /usr/sbin/nats-server \
+  /usr/bin/chromium /usr/bin/pdftoppm /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+  /usr/bin/pg_ctlcluster
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 services:
-	@missing=""; for b in $(SERVICE_BINS); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	@missing=""; for f in $(NEEDED_FILES); do [ -e $$f ] || missing="$$missing $$f"; done; \
+	ldconfig -p 2>/dev/null | grep -q libpango-1.0 || missing="$$missing libpango"; \
+	ldconfig -p 2>/dev/null | grep -q libharfbuzz-subset || missing="$$missing libharfbuzz-subset"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages mosquitto and influxdb (missing:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients influxdb >/dev/null; \
-	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto mosquitto-clients influxdb" >&2; exit 1; fi; \
+	    echo "installing Debian packages (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
+	  else echo "missing:$$missing -- run as root: apt-get install -y $(DEB_PACKAGES)" >&2; exit 1; fi; \
 	fi
 
-# reports: WeasyPrint renders the PDF with pango/harfbuzz; DejaVu is the report's font;
-# poppler-utils (pdftoppm, pdftotext) lets the tests look at the PDF's pages
-REPORT_LIBS := /usr/bin/pdftoppm /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
-report-deps:
-	@missing=""; for f in $(REPORT_LIBS); do [ -e $$f ] || missing="$$missing $$f"; done; \
-	ldconfig -p 2>/dev/null | grep -q libpango-1.0 || missing="$$missing libpango"; \
-	ldconfig -p 2>/dev/null | grep -q libharfbuzz || missing="$$missing libharfbuzz"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages for reports (missing:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils >/dev/null; \
-	  else echo "missing:$$missing -- run as root: apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils" >&2; exit 1; fi; \
-	fi
-# console browser tests: Debian's chromium driven by Playwright (never a browser download)
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
-browser:
-	@[ -x /usr/bin/chromium ] || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's chromium for the console's browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "missing /usr/bin/chromium -- run as root: apt-get install -y chromium" >&2; exit 1; fi; }
+# kept for habit: both are part of services now
+report-deps browser: services
 
 demo: $(STAMP) services
 	$(BIN)/poise demo
@@ -66,7 +61,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test: $(STAMP) services report-deps browser lint
+test: $(STAMP) services lint
 	$(BIN)/pytest
 
 bench: $(STAMP) services

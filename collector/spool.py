@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from poise.core.ratelog import RateLimitedLog
@@ -119,6 +120,15 @@ class Spool:
             n = int(self._db.execute("DELETE FROM frames WHERE acked_ns IS NULL").rowcount)
             self._rows -= n
             return n
+
+    def wait_drained(self, timeout_s: float, poll_s: float = 0.05) -> bool:
+        """Wait until every frame is acknowledged; False if some are not by the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.counts()[0]:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True
 
     def counts(self) -> tuple[int, int]:
         """(unacknowledged, acknowledged but kept for replay)."""

@@ -754,6 +754,8 @@ class LocalStack:
         if self.tls:
             env["POISE_MQTT_CA"] = str(self.tls.ca)
             env["POISE_INFLUX_CA"] = str(self.tls.ca)
+        if self.broker == "nats":
+            env["POISE_MQTT_PROTOCOL"] = "3.1.1"  # NATS's MQTT listener (poise.core.mqttconf)
         return env
 
 
