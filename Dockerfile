@@ -11,9 +11,14 @@ RUN python -m build --wheel --outdir /dist
 FROM python:3.11.11-slim-bookworm
 # no .pyc writes at run time, logs straight to the container's output
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# the libraries WeasyPrint renders the console's PDF reports with, and the reports' font
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /dist /dist
 RUN pip install --no-cache-dir --disable-pip-version-check \
-      "$(ls /dist/poise-*.whl)[all,dashboards]" \
+      "$(ls /dist/poise-*.whl)[all]" \
  && rm -rf /dist \
  && useradd --system --uid 10001 --home-dir /var/lib/poise --create-home poise \
  && install -d -o poise -g poise /var/lib/poise/worker /var/lib/poise/console

@@ -1,18 +1,19 @@
 # The README's commands. Each installs what it needs: a .venv with poise installed editable,
-# and (as root, on Debian) the mosquitto and influxdb packages when missing.
+# and (as root, on Debian) the Debian packages of DEB_PACKAGES when missing.
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
-SERVICE_BINS := /usr/sbin/mosquitto /usr/bin/influxd
 
-.PHONY: demo test unit lint bench services report-deps browser clean help
+.PHONY: demo test unit lint bench soak services report-deps browser clean help dashboards
 
 help:
 	@echo "make demo   - run the whole pipeline locally with simulated patients"
 	@echo "make test   - lint, type-check and run every test against real services"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make bench  - benchmarks; results go to docs/benchmarks.md by hand"
+	@echo "make soak   - 10 minutes at 100 sensors x 100 Hz through every service (not in CI)"
+	@echo "make dashboards - regenerate the Grafana dashboards and alert rules (dashboards/)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -23,36 +24,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# Debian packages the demo and the tests run: the broker (Mosquitto, and nats-server for the
+# scale-out tests), InfluxDB 1.x, the libraries WeasyPrint renders report PDFs with (pango,
+# harfbuzz; DejaVu is the report's font; poppler-utils lets the tests look at the PDF's
+# pages), and Debian's chromium for the console's browser tests (Playwright drives it; it
+# never downloads a browser). One check, then one apt-get for whatever is missing.
+DEB_PACKAGES := mosquitto mosquitto-clients influxdb nats-server chromium \
+  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+NEEDED_FILES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/influxd /usr/sbin/nats-server \
+  /usr/bin/chromium /usr/bin/pdftoppm /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 services:
-	@missing=""; for b in $(SERVICE_BINS); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	@missing=""; for f in $(NEEDED_FILES); do [ -e $$f ] || missing="$$missing $$f"; done; \
+	ldconfig -p 2>/dev/null | grep -q libpango-1.0 || missing="$$missing libpango"; \
+	ldconfig -p 2>/dev/null | grep -q libharfbuzz-subset || missing="$$missing libharfbuzz-subset"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages mosquitto and influxdb (missing:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto influxdb >/dev/null; \
-	  else echo "missing:$$missing -- run as root: apt-get install -y mosquitto influxdb" >&2; exit 1; fi; \
+	    echo "installing Debian packages (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
+	  else echo "missing:$$missing -- run as root: apt-get install -y $(DEB_PACKAGES)" >&2; exit 1; fi; \
 	fi
 
-# reports: WeasyPrint renders the PDF with pango/harfbuzz; DejaVu is the report's font;
-# poppler-utils (pdftoppm, pdftotext) lets the tests look at the PDF's pages
-REPORT_LIBS := /usr/bin/pdftoppm /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
-report-deps:
-	@missing=""; for f in $(REPORT_LIBS); do [ -e $$f ] || missing="$$missing $$f"; done; \
-	ldconfig -p 2>/dev/null | grep -q libpango-1.0 || missing="$$missing libpango"; \
-	ldconfig -p 2>/dev/null | grep -q libharfbuzz || missing="$$missing libharfbuzz"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages for reports (missing:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils >/dev/null; \
-	  else echo "missing:$$missing -- run as root: apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils" >&2; exit 1; fi; \
-	fi
-# console browser tests: Debian's chromium driven by Playwright (never a browser download)
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
-browser:
-	@[ -x /usr/bin/chromium ] || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's chromium for the console's browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "missing /usr/bin/chromium -- run as root: apt-get install -y chromium" >&2; exit 1; fi; }
+# kept for habit: both are part of services now
+report-deps browser: services
 
 demo: $(STAMP) services
 	$(BIN)/poise demo
@@ -64,11 +58,17 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test: $(STAMP) services report-deps browser lint
+test: $(STAMP) services lint
 	$(BIN)/pytest
 
 bench: $(STAMP) services
 	$(BIN)/python -m bench.run
 
+soak: $(STAMP) services
+	$(BIN)/python -m bench.soak
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards.build

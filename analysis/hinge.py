@@ -52,6 +52,12 @@ INCL_WEIGHT_RAD_S = 1.0
 VQF_PARAMS = {"tauAcc": 2.0, "biasSigmaInit": 2.0}
 # a refit reverses the pairing of the axes' signs only on this much contrary evidence
 PAIRING_FLIP_SCORE = 5.0
+# both pairing signals this strong, and opposed: the pairing is in doubt
+AMBIGUOUS_T = 3.0
+# a refit reverses the flexion sign only when the movement seen is this one-sided the other way
+SIGN_FLIP_BALANCE = 0.5
+LOSS = "soft_l1"
+F_SCALE = 0.05
 
 
 @dataclass(frozen=True)
@@ -74,12 +80,19 @@ class AxisFit:
     n_samples: int
 
 
+def _cross(a: Array, b: Array) -> Array:
+    """The cross product of two 3-vectors (np.cross costs ~20 µs per call on small inputs)."""
+    return np.array(
+        [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    )
+
+
 def _basis(j: Array) -> tuple[Array, Array]:
     """Two unit vectors completing ``j`` to a right-handed frame (x, y, j)."""
     a = np.array([1.0, 0.0, 0.0]) if abs(j[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    x = np.cross(a, j)
+    x = _cross(a, j)
     x /= np.linalg.norm(x)
-    return x, np.cross(j, x)
+    return x, _cross(j, x)
 
 
 def _from_tangent(j0: Array, d: Array) -> Array:
@@ -102,6 +115,35 @@ def _residuals(j1: Array, j2: Array, w1: Array, w2: Array, u1: Array, u2: Array)
     return np.concatenate([gyr, incl])
 
 
+def _jacobian(
+    j1: Array,
+    j2: Array,
+    b1: tuple[Array, Array],
+    b2: tuple[Array, Array],
+    d: Array,
+    w1: Array,
+    w2: Array,
+    u1: Array,
+    u2: Array,
+) -> Array:
+    """d residuals / d tangent parameters, analytically (``_residuals`` at ``_from_tangent``)."""
+    cols = []
+    for j0, (x, y), dd, w, u, sign in (
+        (j1, b1, d[:2], w1, u1, 1.0),
+        (j2, b2, d[2:], w2, u2, -1.0),
+    ):
+        v = j0 + dd[0] * x + dd[1] * y
+        nv = float(np.linalg.norm(v))
+        j = v / nv
+        # gradient of |w x j| with respect to j: (|w|^2 j - (w . j) w) / |w x j|
+        cross = np.maximum(np.linalg.norm(np.cross(w, j), axis=1), 1e-9)
+        grad = (np.sum(w * w, axis=1)[:, None] * j - (w @ j)[:, None] * w) / cross[:, None]
+        for e in (x, y):
+            dj = (e - j * float(j @ e)) / nv
+            cols.append(sign * np.concatenate([grad @ dj, INCL_WEIGHT_RAD_S * (u @ dj)]))
+    return np.stack(cols, axis=1)
+
+
 def pairing_score(j1: Array, j2: Array, u1: Array, u2: Array, a1: Array, a2: Array) -> float:
     """Evidence that ``j1`` and ``j2`` point the same way along the joint (> 0) or not (< 0).
 
@@ -114,14 +156,21 @@ def pairing_score(j1: Array, j2: Array, u1: Array, u2: Array, a1: Array, a2: Arr
       slowly, and that must not decide);
     - the horizontal accelerations in the plane of motion agree, as both sensors share the
       joint's own acceleration (this is all there is for motion in one vertical plane)."""
+    return float(sum(pairing_terms(j1, j2, u1, u2, a1, a2)))
+
+
+def pairing_terms(
+    j1: Array, j2: Array, u1: Array, u2: Array, a1: Array, a2: Array
+) -> tuple[float, float]:
+    """The two t-like statistics of ``pairing_score``: (up directions, accelerations)."""
     along1, along2 = u1 @ j1, u2 @ j2
     h1 = np.sum((a1 / GRAVITY_M_S2 - u1) * np.cross(j1, u1), axis=1)
     h2 = np.sum((a2 / GRAVITY_M_S2 - u2) * np.cross(j2, u2), axis=1)
-    score = 0.0
+    out = []
     for x in ((along1 - along1.mean()) * (along2 - along2.mean()), h1 * h2):
         den = float(np.sqrt(np.sum(x**2)))
-        score += float(np.sum(x)) / den if den > 0 else 0.0
-    return score
+        out.append(float(np.sum(x)) / den if den > 0 else 0.0)
+    return out[0], out[1]
 
 
 def _principal_axes(w: Array) -> list[Array]:
@@ -151,13 +200,25 @@ def fit_axes(
     for s1, s2 in starts:
         for sign in (1.0, -1.0):
             j1, j2 = sign * s1, s2
+            b1, b2 = _basis(j1), _basis(j2)
 
             def fun(d: Array, j1: Array = j1, j2: Array = j2) -> Array:
                 return _residuals(
                     _from_tangent(j1, d[:2]), _from_tangent(j2, d[2:]), w1, w2, u1, u2
                 )
 
-            res = least_squares(fun, np.zeros(4), method="lm", x_scale=1.0)
+            def jac_fn(
+                d: Array,
+                j1: Array = j1,
+                j2: Array = j2,
+                b1: tuple[Array, Array] = b1,
+                b2: tuple[Array, Array] = b2,
+            ) -> Array:
+                return _jacobian(j1, j2, b1, b2, d, w1, w2, u1, u2)
+
+            res = least_squares(
+                fun, np.zeros(4), jac=jac_fn, method="trf", loss=LOSS, f_scale=F_SCALE
+            )
             cost = float(res.cost)
             if best is None or cost < best[0] - 1e-12:
                 best = (cost, _from_tangent(j1, res.x[:2]), _from_tangent(j2, res.x[2:]), res)
@@ -180,7 +241,14 @@ def fit_axes(
     # the proximal axis matters for the angle only as much as the proximal segment moves
     m1, m2 = float(np.sum(np.linalg.norm(w1, axis=1))), float(np.sum(np.linalg.norm(w2, axis=1)))
     share = m1 / (m1 + m2) if m1 + m2 > 0 else 0.0
-    sd = float(min(sd2 + share * sd1, 90.0))
+    sd = sd2 + share * sd1
+    # when the two pairing signals contradict each other, a wrong pairing would err by twice
+    # the proximal segment's own turning about its axis: count that as uncertainty
+    t_incl, t_acc = pairing_terms(j1, j2, u1, u2, a1, a2)
+    if t_incl * t_acc < 0 and min(abs(t_incl), abs(t_acc)) > AMBIGUOUS_T:
+        az1 = np.unwrap(azimuth_rad(u1, j1))
+        sd += 2.0 * float(np.degrees(np.std(az1)))
+    sd = float(min(sd, 90.0))
     return AxisFit(j1, j2, sd, 1.0 / (1.0 + (sd / 3.0) ** 2), len(w1))
 
 
@@ -192,6 +260,8 @@ class HingeAngle:
 
     params: HingeParams = field(default_factory=HingeParams)
     fit_: AxisFit | None = None
+    # the axis confidence in force for each angle the last update/finish returned
+    confidence_: Array = field(default_factory=lambda: np.empty(0), repr=False)
     _prox: Orientation = field(default_factory=lambda: Orientation(vqf_params=dict(VQF_PARAMS)))
     _dist: Orientation = field(default_factory=lambda: Orientation(vqf_params=dict(VQF_PARAMS)))
     _t0: float | None = field(default=None, repr=False)
@@ -203,6 +273,11 @@ class HingeAngle:
     _next_fit_deg: float | None = field(default=None, repr=False)
     _n_motion: int = field(default=0, repr=False)  # evidence candidates so far
     _stride: int = field(default=1, repr=False)
+    # a thinned record of the poses held since neutral (up directions), for the flexion sign
+    _poses: Array = field(default_factory=lambda: np.empty((0, 6)), repr=False)
+    _n_poses: int = field(default=0, repr=False)
+    _pose_stride: int = field(default=1, repr=False)
+    _bases: tuple[Array, Array, Array, Array] | None = field(default=None, repr=False)
     _evidence: Array = field(default_factory=lambda: np.empty((0, 18)), repr=False)
     _held: Array = field(default_factory=lambda: np.empty((0, 7)), repr=False)  # t, u1, u2
 
@@ -235,6 +310,7 @@ class HingeAngle:
         rows = np.concatenate([gyr_p, gyr_d, u1, u2, acc_p, acc_d], axis=1)
         out_t: list[Array] = []
         out_a: list[Array] = []
+        out_c: list[Array] = []
         lo = 0
         n = len(time_s)
         while lo < n:
@@ -250,9 +326,11 @@ class HingeAngle:
             hi = lo + int(crossed[0]) + 1 if crossed.size else n
             self._seen_deg = float(seen[hi - lo - 1])
             self._add_evidence(rows[lo:hi][cand[lo:hi]])
+            self._add_poses(rows[lo:hi, 6:12][after[lo:hi]])
             if self.fit_ is not None:
                 out_t.append(time_s[lo:hi])
                 out_a.append(self._angles(u1[lo:hi], u2[lo:hi]))
+                out_c.append(np.full(hi - lo, self.axis_confidence))
             else:
                 held = np.concatenate([time_s[lo:hi, None], u1[lo:hi], u2[lo:hi]], axis=1)
                 self._held = np.concatenate([self._held, held])
@@ -262,22 +340,38 @@ class HingeAngle:
                 if len(self._held):
                     out_t.append(self._held[:, 0])
                     out_a.append(self._angles(self._held[:, 1:4], self._held[:, 4:7]))
+                    out_c.append(np.full(len(self._held), self.axis_confidence))
                     self._held = np.empty((0, 7))
             lo = hi
         if not out_t:
+            self.confidence_ = np.empty(0)
             return np.empty(0), np.empty(0)
+        self.confidence_ = np.concatenate(out_c)
         return np.concatenate(out_t), np.concatenate(out_a)
 
     def finish(self) -> tuple[Array, Array]:
         """At the end: the angles of any held samples, from whatever motion there was."""
+        self.confidence_ = np.empty(0)
         if self.fit_ is not None or not len(self._held):
             return np.empty(0), np.empty(0)
         if len(self._evidence) < 10:
             return np.empty(0), np.empty(0)  # the joint never moved: no axis, no angle
         self._refit()
         t, a = self._held[:, 0], self._angles(self._held[:, 1:4], self._held[:, 4:7])
+        self.confidence_ = np.full(len(t), self.axis_confidence)
         self._held = np.empty((0, 7))
         return t, a
+
+    def _add_poses(self, rows: Array) -> None:
+        if not len(rows):
+            return
+        idx = self._n_poses + np.arange(len(rows))
+        self._n_poses += len(rows)
+        poses = np.concatenate([self._poses, rows[idx % self._pose_stride == 0]])
+        while len(poses) > self.params.max_evidence:
+            self._pose_stride *= 2
+            poses = poses[::2]
+        self._poses = poses
 
     def _add_evidence(self, rows: Array) -> None:
         if not len(rows):
@@ -298,33 +392,39 @@ class HingeAngle:
             return
         prior = (self.fit_.j1, self.fit_.j2) if self.fit_ is not None else None
         fit = fit_axes(e[:, 0:3], e[:, 3:6], e[:, 6:9], e[:, 9:12], e[:, 12:15], e[:, 15:18], prior)
-        if prior is None:
-            # flexion positive: the first movement after neutral (or invert)
-            fit = self._orient_sign(fit)
-        self.fit_ = fit
-        # zero at the neutral pose, with these axes
+        self.fit_, self._bases = fit, None
+        self._set_offset()
+        # flexion positive: a hinge joint moves mostly one way from its neutral pose (knee and
+        # elbow from extension into flexion), so the sign that makes the movement seen so far
+        # mostly positive is flexion (``invert`` for a joint that moves mostly the other way).
+        # A refit reverses the sign it inherited only on a clear majority.
+        poses = self._poses if len(self._poses) else e[:, 6:12]
+        ang = self._angles(poses[:, :3], poses[:, 3:])
+        if self.params.invert and prior is None:
+            ang = -ang
+        balance = float(np.sum(np.sign(ang) * ang**2) / max(float(np.sum(ang**2)), 1e-12))
+        if (prior is None and balance < 0) or balance < -SIGN_FLIP_BALANCE:
+            self.fit_ = AxisFit(-fit.j1, -fit.j2, fit.sd_deg, fit.confidence, fit.n_samples)
+            self._bases = None
+            self._set_offset()
+
+    def _set_offset(self) -> None:
+        """Zero at the neutral pose, with the current axes."""
+        assert self.fit_ is not None
         if self._n_neutral:
             m = self._neutral_sum / self._n_neutral
             un1, un2 = m[None, :3], m[None, 3:]
         else:
-            un1, un2 = e[:1, 6:9], e[:1, 9:12]
-        self._offset_rad = float(azimuth_rad(un1, fit.j1)[0] - azimuth_rad(un2, fit.j2)[0])
-
-    def _orient_sign(self, fit: AxisFit) -> AxisFit:
-        held = self._held
-        sign = 1.0
-        if len(held):
-            raw = azimuth_rad(held[:, 1:4], fit.j1) - azimuth_rad(held[:, 4:7], fit.j2)
-            ang = np.angle(np.exp(1j * (raw - raw[0])))
-            if np.sum(np.sign(ang) * ang**2) < 0:
-                sign = -1.0
-        if self.params.invert:
-            sign = -sign
-        return AxisFit(sign * fit.j1, sign * fit.j2, fit.sd_deg, fit.confidence, fit.n_samples)
+            un1, un2 = self._evidence[:1, 6:9], self._evidence[:1, 9:12]
+        j1, j2 = self.fit_.j1, self.fit_.j2
+        self._offset_rad = float(azimuth_rad(un1, j1)[0] - azimuth_rad(un2, j2)[0])
 
     def _angles(self, u1: Array, u2: Array) -> Array:
         assert self.fit_ is not None
-        raw = azimuth_rad(u1, self.fit_.j1) - azimuth_rad(u2, self.fit_.j2) - self._offset_rad
+        if self._bases is None:
+            self._bases = (*_basis(self.fit_.j1), *_basis(self.fit_.j2))
+        x1, y1, x2, y2 = self._bases
+        raw = np.arctan2(u1 @ y1, u1 @ x1) - np.arctan2(u2 @ y2, u2 @ x2) - self._offset_rad
         out: Array = np.degrees(np.angle(np.exp(1j * raw)))
         return out
 
@@ -355,6 +455,9 @@ class HingeAngle:
                 "next_fit_deg": self._next_fit_deg,
                 "n_motion": self._n_motion,
                 "stride": self._stride,
+                "poses": self._poses,
+                "n_poses": self._n_poses,
+                "pose_stride": self._pose_stride,
                 "evidence": self._evidence,
                 "held": self._held,
             }
@@ -369,6 +472,7 @@ class HingeAngle:
             if f is None
             else AxisFit(f["j1"], f["j2"], f["sd_deg"], f["confidence"], f["n_samples"])
         )
+        self._bases = None
         _set_orientation_state(self._prox, s["prox"])
         _set_orientation_state(self._dist, s["dist"])
         self._t0, self._last_t = s["t0"], s["last_t"]
@@ -376,6 +480,8 @@ class HingeAngle:
         self._offset_rad, self._seen_deg = s["offset_rad"], s["seen_deg"]
         self._next_fit_deg, self._n_motion = s["next_fit_deg"], s["n_motion"]
         self._stride = s["stride"]
+        self._poses = s["poses"].reshape(-1, 6) if len(s["poses"]) else np.empty((0, 6))
+        self._n_poses, self._pose_stride = s["n_poses"], s["pose_stride"]
         self._evidence = s["evidence"].reshape(-1, 18) if len(s["evidence"]) else np.empty((0, 18))
         self._held = s["held"].reshape(-1, 7) if len(s["held"]) else np.empty((0, 7))
 

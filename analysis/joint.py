@@ -15,12 +15,14 @@ the batch result, and so does ``RepCounter``. The live scores (``LiveJointAngle`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from analysis.contract import Chunk, FieldValue, Record, ScoreSpec, pack, register, unpack
 from analysis.hinge import ALGORITHM_VERSION as HINGE_VERSION
 from analysis.hinge import HingeAngle, HingeParams
 from analysis.orientation import Orientation
@@ -30,6 +32,8 @@ Array = npt.NDArray[np.float64]
 ALGORITHM_VERSION = f"joint-2.0+{HINGE_VERSION}"
 HINGE_JOINTS = ("knee", "elbow", "ankle")
 SEGMENT_JOINTS = ("hip", "shoulder")
+# exercises the two-sensor live scores run for (prefixes of exercise ids)
+HINGE_EXERCISES = ("rom/knee", "rom/elbow", "rom/ankle")
 # Normal active ROM (degrees), for orientation in reports.
 NORMAL_ROM_DEG = {
     ("hip", "flexion"): 120.0,
@@ -329,3 +333,248 @@ def summarize(
         out["sets"] = [{"reps": len(s), "correct": sum(1 for r in s if r.correct)} for s in sets]
         out["correct_count"] = sum(1 for r in reps if r.correct)
     return out
+
+
+# --- live scores (the analysis contract) ---
+
+
+@dataclass(frozen=True)
+class LiveJointParams:
+    """Parameters of the live joint scores. ``rate_hz``: how often ``joint_live`` gets a
+    point; the prescription's ROM limits travel with each point for the console."""
+
+    joint: str = "knee"
+    hinge: HingeParams = field(default_factory=HingeParams)
+    reps: RepParams = field(default_factory=RepParams)
+    target_rom_deg: float | None = None
+    max_rom_deg: float | None = None
+    min_rep_s: float | None = None
+    rate_hz: float = 20.0
+    uncertain_below: float = 0.5  # axis_confidence under this flags "axis_uncertain"
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any]) -> LiveJointParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown joint score parameter(s): {', '.join(unknown)}")
+        return cls(**dict(overrides))
+
+    @property
+    def prescription(self) -> Prescription | None:
+        if self.target_rom_deg is None and self.max_rom_deg is None and self.min_rep_s is None:
+            return None
+        return Prescription(self.target_rom_deg, self.max_rom_deg, self.min_rep_s)
+
+
+def _rep_to_state(r: Repetition) -> dict[str, Any]:
+    return {**asdict(r), "reasons": list(r.reasons)}
+
+
+def _rep_from_state(d: dict[str, Any]) -> Repetition:
+    return Repetition(**{**d, "reasons": tuple(d["reasons"])})
+
+
+def _counter_state(rc: RepCounter) -> dict[str, Any]:
+    return {
+        "hi": rc._hi,
+        "lo": rc._lo,
+        "up": rc._up,
+        "buf": [list(x) for x in rc._buf],
+        "peak": rc._peak,
+        "trough_before": rc._trough_before,
+        "start_s": rc._start_s,
+        "done": [_rep_to_state(r) for r in rc._done],
+        "min": rc._min,
+        "max": rc._max,
+        "min_before_max": rc._min_before_max,
+    }
+
+
+def _pair(x: Any) -> tuple[float, float] | None:
+    return None if x is None else (float(x[0]), float(x[1]))
+
+
+def _set_counter_state(rc: RepCounter, s: dict[str, Any]) -> None:
+    rc._hi, rc._lo, rc._up = float(s["hi"]), float(s["lo"]), bool(s["up"])
+    rc._buf = [(float(a), float(b)) for a, b in s["buf"]]
+    rc._peak, rc._trough_before = _pair(s["peak"]), _pair(s["trough_before"])
+    rc._start_s = None if s["start_s"] is None else float(s["start_s"])
+    rc._done = [_rep_from_state(d) for d in s["done"]]
+    rc._min, rc._max = _pair(s["min"]), _pair(s["max"])
+    rc._min_before_max = _pair(s["min_before_max"])
+
+
+class _LiveJointBase:
+    """The hinge angle and repetition counter shared by both live joint scores."""
+
+    roles: ClassVar[tuple[str, ...]] = ("proximal", "distal")
+
+    def __init__(self, params: LiveJointParams, period_s: float) -> None:
+        self.params = params
+        self.period_s = period_s
+        self._angle = HingeAngle(params.hinge)
+        self._reps = RepCounter(params.reps, params.prescription)
+        self._t0: float | None = None  # the trial's first sample
+
+    def _angles(self, chunk: Chunk | None) -> tuple[Array, Array, Array]:
+        """Angles, their times and axis confidences for this chunk (None: the end)."""
+        if chunk is None:
+            t, a = self._angle.finish()
+            return t, a, self._angle.confidence_
+        p, d = chunk["proximal"], chunk["distal"]
+        if p.gyr is None or d.gyr is None:
+            raise ValueError("joint angles need a gyroscope on both sensors")
+        if p.n_samples and self._t0 is None:
+            self._t0 = float(p.time_s[0])
+        t, a = self._angle.update(p.time_s, p.acc, p.gyr, d.acc, d.gyr)
+        return t, a, self._angle.confidence_
+
+    def _flags(self, confidence: float) -> tuple[str, ...]:
+        return ("axis_uncertain",) if confidence < self.params.uncertain_below else ()
+
+    def _base_state(self) -> dict[str, Any]:
+        return {
+            "angle": self._angle.get_state(),
+            "reps": pack(_counter_state(self._reps)),
+            "t0": self._t0,
+        }
+
+    def _set_base_state(self, state: dict[str, Any]) -> None:
+        self._angle = HingeAngle(self.params.hinge)
+        self._angle.set_state(state["angle"])
+        self._reps = RepCounter(self.params.reps, self.params.prescription)
+        _set_counter_state(self._reps, unpack(state["reps"]))
+        self._t0 = state["t0"]
+
+
+class LiveJointAngle(_LiveJointBase):
+    """``joint_live`` points: the angle at ``rate_hz`` (every n-th sample whose angle is
+    known, counted from the trial's start, so any chunking gives the same points), with
+    the axis confidence and the repetitions counted so far."""
+
+    def __init__(self, params: LiveJointParams, period_s: float) -> None:
+        super().__init__(params, period_s)
+        self._step = max(1, round(1.0 / (params.rate_hz * period_s)))
+        self._n_out = 0  # angles produced so far
+
+    def _records(self, t: Array, a: Array, conf: Array) -> list[Record]:
+        idx = np.flatnonzero((self._n_out + np.arange(len(t))) % self._step == 0)
+        self._n_out += len(t)
+        p = self.params
+        out = []
+        lo = 0
+        for i in idx.tolist():
+            # count repetitions up to this very sample, so chunking cannot change the count
+            self._reps.update(t[lo : i + 1], a[lo : i + 1])
+            lo = i + 1
+            out.append(
+                Record(
+                    "joint_live",
+                    float(t[i]),
+                    {
+                        "angle_deg": round(float(a[i]), 3),
+                        "axis_confidence": round(float(conf[i]), 3),
+                        "rep_count": len(self._reps.repetitions),
+                        "target_rom_deg": p.target_rom_deg,
+                        "max_rom_deg": p.max_rom_deg,
+                    },
+                    ALGORITHM_VERSION,
+                    self._flags(float(conf[i])),
+                    {"joint": p.joint},
+                )
+            )
+        self._reps.update(t[lo:], a[lo:])
+        return out
+
+    def update(self, chunk: Chunk) -> list[Record]:
+        return self._records(*self._angles(chunk))
+
+    def finish(self) -> list[Record]:
+        return self._records(*self._angles(None))
+
+    def get_state(self) -> dict[str, Any]:
+        return {**self._base_state(), "n_out": self._n_out}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._set_base_state(state)
+        self._n_out = int(state["n_out"])
+
+
+class LiveRepetitions(_LiveJointBase):
+    """One ``repetition`` point per repetition, at its peak, as soon as it is complete
+    (times in seconds since the trial's first sample). A repetition that merges with the
+    one before (peaks closer than ``min_separation_s``) comes again under that index."""
+
+    def _records(self, reps: list[Repetition], conf: Array, t: Array) -> list[Record]:
+        out = []
+        t0 = self._t0 or 0.0
+        for r in reps:
+            index = next(
+                (k + 1 for k, x in enumerate(self._reps.repetitions) if x.peak_s == r.peak_s),
+                len(self._reps.repetitions),
+            )
+            fields_: dict[str, FieldValue] = {
+                "index": index,
+                "start_s": round(r.start_s - t0, 3),
+                "end_s": round(r.end_s - t0, 3),
+                "duration_s": round(r.end_s - r.start_s, 3),
+                "peak_deg": round(r.peak_deg, 3),
+                "rom_deg": round(r.rom_deg, 3),
+            }
+            if r.correct is not None:
+                fields_["correct"] = r.correct
+                fields_["reasons"] = ",".join(r.reasons)
+            # the axis confidence in force at the repetition's peak
+            k = int(np.searchsorted(t, r.peak_s)) if len(t) else 0
+            c = float(conf[min(k, len(conf) - 1)]) if len(conf) else self._angle.axis_confidence
+            out.append(
+                Record(
+                    "repetition",
+                    r.peak_s,
+                    fields_,
+                    ALGORITHM_VERSION,
+                    self._flags(c),
+                    {"joint": self.params.joint},
+                )
+            )
+        return out
+
+    def update(self, chunk: Chunk) -> list[Record]:
+        t, a, conf = self._angles(chunk)
+        return self._records(self._reps.update(t, a), conf, t)
+
+    def finish(self) -> list[Record]:
+        t, a, conf = self._angles(None)
+        return self._records(self._reps.update(t, a) + self._reps.finish(), conf, t)
+
+    def get_state(self) -> dict[str, Any]:
+        return self._base_state()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._set_base_state(state)
+
+
+def _period_s(overrides: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+    o = dict(overrides)
+    return float(o.pop("period_s", 0.01)), o
+
+
+def _make_angle(overrides: Mapping[str, Any]) -> LiveJointAngle:
+    period_s, o = _period_s(overrides)
+    return LiveJointAngle(LiveJointParams.from_overrides(o), period_s)
+
+
+def _make_reps(overrides: Mapping[str, Any]) -> LiveRepetitions:
+    period_s, o = _period_s(overrides)
+    return LiveRepetitions(LiveJointParams.from_overrides(o), period_s)
+
+
+register(
+    ScoreSpec("joint_angle", _make_angle, ("proximal", "distal"), "joint_live", HINGE_EXERCISES)
+)
+register(
+    ScoreSpec(
+        "joint_repetitions", _make_reps, ("proximal", "distal"), "repetition", HINGE_EXERCISES
+    )
+)

@@ -27,6 +27,7 @@ problem found, for callers (the CLI, the worker) that refuse on the first look.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -62,7 +63,11 @@ class PlausibilityParams:
     fit_lowpass_hz: float = 2.0  # the gravity-direction fit uses slow motion only
     fit_quasi_static_m_s2: float = 1.5  # ... and samples with | |a| - g | below this
     fit_min_correlation: float = 0.6  # below: too little tilting to judge the scale
-    fit_scale_ok: tuple[float, float] = (0.5, 2.0)  # accepted gyro scale (1 = rad/s)
+    fit_scale_ok: tuple[float, float] = (0.5, 2.0)  # accepted gyro scale (1 = rad/s) ...
+    fit_wide_tilt_deg: float = 15.0  # ... when the gravity direction swings this far; less
+    fit_scale_ok_small_tilt: tuple[float, float] = (0.25, 4.0)  # (sway): a wider band, as the
+    # trunk's own acceleration, in phase with its tilt, biases the fit (an inverted pendulum
+    # at L5 reads ~2.5 × in quiet standing)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class PlausibilityReport:
     acc_median_norm_m_s2: float
     gyr_scale: float | None  # fitted gyro scale (1 = rad/s), None when not measurable
     gyr_scale_correlation: float | None
+    gyr_fit_tilt_range_deg: float | None = None
     problems: tuple[Finding, ...] = ()  # any of these: refuse to analyse
     flags: tuple[str, ...] = ()  # analysable, with a caveat (e.g. "no_gyroscope")
     algorithm_version: str = ALGORITHM_VERSION
@@ -218,21 +224,39 @@ def _acc_findings(acc: Array, p: PlausibilityParams) -> tuple[float, list[Findin
     ]
 
 
+@functools.lru_cache(maxsize=16)
+def _lowpass_sos(cutoff_hz: float, fs_hz: float) -> Array:
+    from scipy import signal
+
+    sos: Array = signal.butter(2, cutoff_hz, btype="low", fs=fs_hz, output="sos")
+    return sos
+
+
+@dataclass(frozen=True)
+class GyroFit:
+    scale: float  # k in du/dt = k · (u × ω): 1 for rad/s, π/180 for deg/s
+    correlation: float
+    tilt_range_deg: float  # how far the gravity direction swings over the fitted samples
+
+
 def gyro_scale(
     time_s: Array, acc: Array, gyr: Array, params: PlausibilityParams | None = None
-) -> tuple[float, float] | None:
+) -> GyroFit | None:
     """The factor k that best explains the accelerometer's gravity direction u turning as
-    ``du/dt = k · (u × ω)`` (1 for a gyroscope in rad/s), and the correlation of the fit;
-    None when too few quasi-static samples or no tilting at all."""
+    ``du/dt = k · (u × ω)`` (1 for a gyroscope in rad/s), the correlation of the fit and
+    the tilt range it saw; None when too few quasi-static samples or no tilting at all."""
     from scipy import signal  # here, so that importing the checks (as the CLI does) stays light
 
     p = params or PlausibilityParams()
     fs = 1.0 / float(np.median(np.diff(time_s)))
     if len(time_s) < 2 * round(fs) or fs <= 2 * p.fit_lowpass_hz:
         return None
-    sos = signal.butter(2, p.fit_lowpass_hz, btype="low", fs=fs, output="sos")
-    a = signal.sosfiltfilt(sos, acc, axis=0)
-    w = signal.sosfiltfilt(sos, gyr, axis=0)
+    sos = _lowpass_sos(p.fit_lowpass_hz, round(fs, 6))
+    both = signal.sosfiltfilt(sos, np.hstack([acc, gyr]), axis=0)
+    step = max(1, int(fs // (10 * p.fit_lowpass_hz)))  # the slow signals need ~20 Hz only
+    both, time_s = both[::step], time_s[::step]
+    fs /= step
+    a, w = both[:, :3], both[:, 3:]
     norm = np.linalg.norm(a, axis=1)
     still = np.abs(norm - G) < p.fit_quasi_static_m_s2
     if still.sum() < fs:
@@ -240,6 +264,10 @@ def gyro_scale(
     u = a / np.maximum(norm, 1e-9)[:, None]
     du = np.gradient(u, time_s, axis=0)
     pred = np.cross(u, w)
+    us = u[still]
+    mean_u = us.mean(axis=0)
+    mean_u /= max(float(np.linalg.norm(mean_u)), 1e-12)
+    tilt = float(np.degrees(np.arccos(np.clip(us @ mean_u, -1.0, 1.0))).max())
     du, pred = du[still].ravel(), pred[still].ravel()
     pp = float(pred @ pred)
     dd = float(du @ du)
@@ -247,12 +275,12 @@ def gyro_scale(
         return None
     k = float(du @ pred) / pp
     r = float(du @ pred) / math.sqrt(pp * dd)
-    return k, r
+    return GyroFit(k, r, tilt)
 
 
 def _gyr_findings(
     time_s: Array, acc: Array, gyr: Array | None, needs_gyr: bool, p: PlausibilityParams
-) -> tuple[tuple[float, float] | None, list[Finding], list[str]]:
+) -> tuple[GyroFit | None, list[Finding], list[str]]:
     if gyr is None or np.all(gyr == 0) or np.all(np.ptp(gyr, axis=0) == 0):
         what = (
             "no gyroscope"
@@ -279,10 +307,11 @@ def _gyr_findings(
         return None, [], ["no_gyroscope"]
     peak = float(np.max(np.abs(gyr)))
     fit = gyro_scale(time_s, acc, gyr, p)
-    lo, hi = p.fit_scale_ok
     deg = UNIT_TO_SI["deg/s"]
-    if fit is not None and fit[1] >= p.fit_min_correlation:
-        k, r = fit
+    if fit is not None and fit.correlation >= p.fit_min_correlation:
+        k, r = fit.scale, fit.correlation
+        wide = fit.tilt_range_deg >= p.fit_wide_tilt_deg
+        lo, hi = p.fit_scale_ok if wide else p.fit_scale_ok_small_tilt
         if lo <= k <= hi and peak <= p.max_gyr_rad_s:
             return fit, [], []
         for unit in ("deg/s", "mdeg/s"):
@@ -312,6 +341,10 @@ def _gyr_findings(
                 ],
                 [],
             )
+        if not wide:  # too little tilting to blame the scale: judge by the range below
+            fit = None
+    if fit is not None and fit.correlation >= p.fit_min_correlation:
+        k, r = fit.scale, fit.correlation
         return (
             fit,
             [
@@ -367,12 +400,12 @@ def check_imu(
                 )
             )
     if problems:
-        return PlausibilityReport(math.nan, math.nan, None, None, tuple(problems))
+        return PlausibilityReport(math.nan, math.nan, None, None, problems=tuple(problems))
     fs, found = _time_findings(time_s, p)
     problems += found
     med, found = _acc_findings(acc, p)
     problems += found
-    fit: tuple[float, float] | None = None
+    fit: GyroFit | None = None
     if not problems:  # the gyro check leans on good time and acceleration
         fit, found, more = _gyr_findings(time_s, acc, gyr, needs_gyr, p)
         problems += found
@@ -382,14 +415,17 @@ def check_imu(
     for name, arr in (("acc", acc), ("gyr", gyr)):
         if arr is None:
             continue
-        for i, axis in enumerate("xyz"):
-            if np.ptp(arr[:, i]) == 0 and np.ptp(arr) != 0:
-                flags.append(f"{name}_{axis}_constant")
+        spans = np.ptp(arr, axis=0)
+        if np.any(spans != 0):
+            flags += [
+                f"{name}_{axis}_constant" for axis, w in zip("xyz", spans, strict=True) if w == 0
+            ]
     return PlausibilityReport(
         sampling_rate_hz=fs,
         acc_median_norm_m_s2=med,
-        gyr_scale=None if fit is None else fit[0],
-        gyr_scale_correlation=None if fit is None else fit[1],
+        gyr_scale=None if fit is None else fit.scale,
+        gyr_scale_correlation=None if fit is None else fit.correlation,
+        gyr_fit_tilt_range_deg=None if fit is None else fit.tilt_range_deg,
         problems=tuple(problems),
         flags=tuple(flags),
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from analysis import trends as tr
 from poise.core.tomlconf import ConfigError, TomlReader, load_toml, parse_toml
 
 FORMAT_VERSION = 1
@@ -79,6 +80,13 @@ class Rules:
     rules: tuple[Rule, ...]
     source: str = ""
     version: int = FORMAT_VERSION
+    # the clinic's MDC95 defaults (used when a patient has too few baseline sessions):
+    # metric -> absolute value in the metric's unit, or a fraction of the baseline
+    mdc: Mapping[str, tr.MdcDefault] = field(default_factory=dict)
+
+    def trend_params(self) -> tr.TrendParams:
+        """TrendParams with this file's MDC defaults over the shipped ones."""
+        return tr.TrendParams(mdc_defaults={**tr.MDC_DEFAULTS, **self.mdc})
 
 
 @dataclass(frozen=True)
@@ -100,8 +108,31 @@ class Suggestion:
     reasons: tuple[str, ...]
 
 
+def _mdc(top: TomlReader) -> dict[str, tr.MdcDefault]:
+    t = top.sub("mdc", {})
+    out = {}
+    for key in list(t.table):
+        if key not in tr.MDC_DEFAULTS:
+            raise t.fail(key, f"one of the metrics {sorted(tr.MDC_DEFAULTS)}", key)
+        value = t.table[key]
+        expected = 'a number in the metric\'s unit, or a share of the baseline like "40 %"'
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                pct = float(value.strip()[:-1])
+            except ValueError:
+                raise t.fail(key, expected, value) from None
+            if not 0 < pct <= 500:
+                raise t.fail(key, expected, value)
+            out[key] = tr.MdcDefault(mdc_rel=pct / 100, source=f"{top.name}: {value}")
+        else:
+            out[key] = tr.MdcDefault(
+                mdc=t.number(key, expected, lo=0), source=f"{top.name}: {value}"
+            )
+    return out
+
+
 def _read(top: TomlReader) -> Rules:
-    top.unknown({"version", "rule"})
+    top.unknown({"version", "rule", "mdc"})
     version = top.integer("version", f"format version {FORMAT_VERSION}", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise top.fail("version", f"format version {FORMAT_VERSION}", version)
@@ -146,7 +177,7 @@ def _read(top: TomlReader) -> Rules:
             raise r.fail("id", "each rule id once", rule.id)
         seen.add(rule.id)
         rules.append(rule)
-    return Rules(tuple(rules), top.name, version)
+    return Rules(tuple(rules), top.name, version, _mdc(top))
 
 
 def parse_rules(text: str, name: str = "rules") -> Rules:

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from scipy import integrate, signal
 
 from analysis.orientation import Orientation, quat_to_matrix
+from analysis.plausibility import require_plausible
 from analysis.sway import LossOfBalanceParams, SwayParams, analyze_trial, loss_of_balance
 from poise.core.channels import G
 
@@ -104,11 +105,15 @@ def score_stage(
     gyr: Array | None,
     stage: Stage,
     params: FourStageParams | None = None,
+    *,
+    check: bool = True,
 ) -> dict[str, Any]:
     """One stance of the test on its own: hold time, pass (held ``hold_s``), the first loss
     of balance and the sway over the held part, with the stance as its condition. The
     worker scores each stage trial with this; ``four_stage`` adds the test's verdict."""
     p = params or FourStageParams()
+    if check:
+        require_plausible(time_s, acc, gyr, needs_gyr=False)
     if stage.name not in FOUR_STAGES:
         raise ValueError(f"stage {stage.name!r} is not one of {', '.join(FOUR_STAGES)}")
     sel = (time_s >= stage.start_s) & (time_s < stage.end_s)
@@ -133,6 +138,7 @@ def score_stage(
             None if g is None else g[held],
             p.sway,
             condition={"stance": stage.name},
+            check=False,
         )
         sway = res.metrics
         sway_quality = res.quality.as_dict()
@@ -154,6 +160,8 @@ def four_stage(
     gyr: Array | None,
     stages: list[Stage],
     params: FourStageParams | None = None,
+    *,
+    check: bool = True,
 ) -> dict[str, Any]:
     """Hold time, pass/fail and sway per stage, and the tandem verdict.
 
@@ -163,11 +171,13 @@ def four_stage(
     alone (as the worker scores one stage trial): its verdict is known only when it is the
     tandem stance, or an easier stance that failed; else ``tandem_under_10s`` is None."""
     p = params or FourStageParams()
+    if check:
+        require_plausible(time_s, acc, gyr, needs_gyr=False)
     if len(stages) == 1:
         st = stages[0]
         if not st.end_s > st.start_s:
             raise ValueError(f"stage {st.name}: its end ({st.end_s:g} s) is not after its start")
-        r = score_stage(time_s, acc, gyr, st, p)
+        r = score_stage(time_s, acc, gyr, st, p, check=False)
         if st.name == "tandem":
             verdict: bool | None = not r["passed"]
         elif FOUR_STAGES.index(st.name) < FOUR_STAGES.index("tandem") and not r["passed"]:
@@ -179,6 +189,7 @@ def four_stage(
             "stages": [r],
             "flags": {"tandem_under_10s": verdict},
             "algorithm_version": ALGORITHM_VERSION,
+            "params": asdict(p),
         }
     check_stages(stages)
     results: list[dict[str, Any]] = []
@@ -187,7 +198,7 @@ def four_stage(
         if failed:
             results.append({"stage": st.name, "attempted": False})
             continue
-        results.append(score_stage(time_s, acc, gyr, st, p))
+        results.append(score_stage(time_s, acc, gyr, st, p, check=False))
         failed = not results[-1]["passed"]
     names = [r["stage"] for r in results]
     tandem_at = FOUR_STAGES.index("tandem")
@@ -208,6 +219,7 @@ def four_stage(
         "stages": results,
         "flags": {"tandem_under_10s": bool(tandem_short)},
         "algorithm_version": ALGORITHM_VERSION,
+        "params": asdict(p),
     }
 
 
@@ -328,12 +340,15 @@ def chair_stand(
     start_s: float | None = None,
     age_years: int | None = None,
     sex: str | None = None,
+    check: bool = True,
 ) -> dict[str, Any]:
     """Full stands reached within ``test_s`` of ``start_s`` (on ``time_s``; default: the
     recording's start). As the CDC instructions say, a stand under way at the end of the 30 s
     counts when the patient is more than halfway up: the trunk is rising towards a full stand
     reached after the end, and its height at the end is past ``halfway`` of that rise."""
     p = params or ChairStandParams()
+    if check:
+        require_plausible(time_s, acc, gyr)
     t0 = float(time_s[0]) if start_s is None else start_s
     # the test may start a little before the first sample (a trial event, then the data)
     if not time_s[0] - p.test_s < t0 < time_s[-1]:
@@ -483,8 +498,19 @@ def find_turns(
     return turns
 
 
-def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) -> dict[str, Any]:
+def tug(
+    time_s: Array,
+    acc: Array,
+    gyr: Array,
+    params: TugParams | None = None,
+    *,
+    check: bool = True,
+) -> dict[str, Any]:
+    """Timed Up and Go from rise onset to seated again, its phases and turns. With ``check``
+    the recording must first pass ``analysis.plausibility``."""
     p = params or TugParams()
+    if check:
+        require_plausible(time_s, acc, gyr)
     m = trunk_motion(time_s, acc, gyr, p.vertical)
     # A TUG starts and ends seated at rest: the rise begins where the first rest ends and
     # the test is over where the last rest begins.
@@ -516,8 +542,9 @@ def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) 
         "duration_s": round(duration, 2),
         "onset_s": round(float(t[onset] - t[0]), 2),
         "end_s": round(float(t[end] - t[0]), 2),
-        "flags": {"tug_12s_or_more": duration >= TUG_FLAG_S},
+        "flags": {"tug_12s_or_more": duration >= TUG_FLAG_S, "turns_not_found": len(turns) < 2},
         "algorithm_version": ALGORITHM_VERSION,
+        "params": asdict(p),
     }
     # rise complete: the upward velocity of the first rise has died down
     up = onset + int(np.argmax(v[onset:end] > 0.2))
@@ -537,6 +564,6 @@ def tug(time_s: Array, acc: Array, gyr: Array, params: TugParams | None = None) 
         ]
     else:
         out["phases_s"] = None
+        out["turn_angles_deg"] = None
         out["not_computed"] = ["phases_s", "turn_angles_deg"]
-        out["quality_flags"] = ["turns_not_found"]
     return out

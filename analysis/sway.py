@@ -40,6 +40,7 @@ from analysis.contract import (
     register,
     unpack,
 )
+from analysis.plausibility import require_plausible
 from poise.core.channels import G
 from poise.core.clinical import CONDITIONS
 from poise.core.derived import SWAY_METRIC_FIELDS
@@ -400,13 +401,19 @@ def analyze_trial(
     *,
     condition: Mapping[str, str] | None = None,
     input_flags: tuple[str, ...] = (),
+    check: bool = True,
 ) -> SwayResult:
     """The whole per-trial analysis: preprocessing, every metric, quality flags. ``gyr`` may
     be None (an accelerometer-only device): loss of balance then uses acceleration only and
     the result is flagged ``no_gyroscope``. ``input_flags`` (e.g. from
-    ``analysis.plausibility``) are carried into the quality flags."""
+    ``analysis.plausibility``) are carried into the quality flags. With ``check`` (the
+    default) the recording must first pass ``analysis.plausibility``; callers that checked
+    it already (``poise analyze``) pass ``check=False``."""
     p = params or SwayParams()
     cond = check_condition(condition)
+    if check:  # refuse data that cannot be in poise's units (``ImplausibleInputError``)
+        report = require_plausible(time_s, acc, gyr, needs_gyr=False)
+        input_flags = (*input_flags, *(f for f in report.flags if f not in input_flags))
     if len(time_s) < 4:
         raise ValueError(f"{len(time_s)} samples are too few for a sway trial")
     fs = 1.0 / float(np.median(np.diff(time_s)))

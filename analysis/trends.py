@@ -61,10 +61,11 @@ class MdcDefault:
 
 # Defaults, each with its source (docs/metrics.md repeats them; a clinic may override them
 # through TrendParams). Sway: ICC 0.86 (Mancini et al. 2012, ISway JERK test-retest) with a
-# between-subject coefficient of variation of about 40 % for trunk RMS in one condition gives
+# between-subject coefficient of variation of about 40 % (an assumption, not a published
+# figure) for trunk RMS in one condition gives
 # SEM ~ 0.4 * sqrt(0.14) = 15 % of the value, MDC95 ~ 42 %.
 SWAY_DEFAULT = MdcDefault(
-    mdc_rel=0.42, source="ICC 0.86 (Mancini 2012) with a between-subject CV of 40 %"
+    mdc_rel=0.42, source="ICC 0.86 (Mancini 2012) with an assumed between-subject CV of 40 %"
 )
 MDC_DEFAULTS: dict[str, MdcDefault] = {
     "rms_m_s2": SWAY_DEFAULT,
@@ -359,11 +360,12 @@ def review(
             )
         )
     if latest.chair_below_norm:
-        norm = f" (norm for age and sex: {latest.chair_norm})" if latest.chair_norm else ""
+        norm = f" of {latest.chair_norm}" if latest.chair_norm else ""
         reasons.append(
             Reason(
                 "chair_stand_below_norm",
-                f"30 s chair stand: {latest.chair_stands} stands, below the CDC norm{norm}",
+                f"30 s chair stand: {latest.chair_stands} stands, below the CDC norm{norm} "
+                "for age and sex (STEADI: increased fall risk)",
                 None if latest.chair_stands is None else float(latest.chair_stands),
                 None if latest.chair_norm is None else float(latest.chair_norm),
                 "stands",

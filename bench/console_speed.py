@@ -237,6 +237,126 @@ def live_lag(
     }
 
 
+def live_lag_worker(
+    page: Any, url: str, stack: LocalStack, console: Any, root: Path, seconds: float
+) -> dict[str, Any]:
+    """The same lag with the real ``poise worker`` scoring ``poise simulate``'s patient p001
+    in a knee-flexion trial: the worker's publish time is when a reader on the broker
+    receives its point (an upper bound on the worker's own time)."""
+    import os
+    import subprocess
+    import sys
+
+    info = stack.info()
+    mqtt = f"{info.mqtt_host}:{info.mqtt_port}"
+    env = {**os.environ, **stack.env}
+    gw_user, gw_pw = stack.mqtt_login("gateway", SITE)
+    ready = root / "worker.ready"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "poise.cli",
+            "worker",
+            "--mqtt",
+            mqtt,
+            "--influx",
+            info.influx_url,
+            "--database",
+            info.database,
+            "--state",
+            str(root / "worker.json"),
+            "--ready-file",
+            str(ready),
+            "--ap-axis=+x",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    arrivals: dict[float, float] = {}
+    reader = stack.mqtt_client("reader", client_id="bench-reader")
+
+    def on_message(_c: Any, _u: Any, m: Any) -> None:
+        now = time.time() * 1000.0
+        for p in derived.parse_message(m.payload):
+            if p["measurement"] in ("joint_live", "sway_live", "sway_trace"):
+                arrivals[int(p["t_ns"]) / 1e9] = now
+
+    reader.on_message = on_message
+    reader.connect(info.mqtt_host, info.mqtt_port)
+    reader.loop_start()
+    reader.subscribe(topics.metrics(SITE, "p001"), qos=1)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("the worker did not start")
+            time.sleep(0.1)
+        with console.db.begin() as s:  # stop the seeded open session, start a fresh one
+            open_sess = records.open_session_of(s, "p001")
+            tr = records.trials(s, open_sess.id)[-1]
+            records.stop_trial(s, SITE, open_sess.id, tr.id, True, 1)
+            records.stop_session(s, SITE, open_sess.id, {}, 1)
+            sess = records.start_session(s, SITE, "p001", 1)
+            records.start_trial(s, SITE, sess.id, {"exercise": "rom/knee_flexion"}, 1)
+        console.bridge.wake()
+        page.goto(f"{url}/sessions/{sess.id}")
+        sim_env = {
+            **env,
+            "POISE_GATEWAY_MQTT_USER": gw_user,
+            "POISE_GATEWAY_MQTT_PASSWORD": gw_pw,
+            "POISE_GATEWAY_MQTT_PASSWORD_FILE": "",
+        }
+        # the simulated patient flexes the knee from 15 s to 30 s of its cycle; the trial is
+        # open for all of it, so every joint point of the worker counts
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "poise.cli",
+                "simulate",
+                "--mqtt",
+                mqtt,
+                "--site",
+                SITE,
+                "--patients",
+                "1",
+                "--duration",
+                str(seconds),
+                "--speed",
+                "1",
+            ],
+            env=sim_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            timeout=seconds + 60,
+        )
+        time.sleep(1.0)
+        received = page.evaluate("window.poiseLive.received")
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        reader.disconnect()
+        reader.loop_stop()
+    # the worker publishes its points in batches (one message per flush): one lag per message
+    per_message: dict[float, float] = {}
+    for t, ms in received:
+        if t in arrivals:
+            sent = arrivals[t]
+            per_message[sent] = max(per_message.get(sent, 0.0), ms - sent)
+    lags = sorted(per_message.values())
+    return {
+        "points_from_worker": len(arrivals),
+        "messages_from_worker": len(per_message),
+        "points_seen_by_page": len({t for t, _ in received if t in arrivals}),
+        "lag_median_ms": round(statistics.median(lags), 1) if lags else None,
+        "lag_p95_ms": round(lags[int(0.95 * (len(lags) - 1))], 1) if lags else None,
+        "lag_max_ms": round(lags[-1], 1) if lags else None,
+    }
+
+
 def main() -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--patients", type=int, default=30)
@@ -273,6 +393,7 @@ def main() -> dict[str, Any]:
                 args.repeats,
             )
             lag = live_lag(page, ui.url, stack, sessions, args.seconds)
+            lag_worker = live_lag_worker(page, ui.url, stack, console, root, 32.0)
             browser.close()
         result = {
             "patients": args.patients,
@@ -280,6 +401,7 @@ def main() -> dict[str, Any]:
             "repeats": args.repeats,
             "page_loads": loads,
             "live": lag,
+            "live_real_worker": lag_worker,
         }
     finally:
         if ui is not None:

@@ -137,8 +137,10 @@ def main() -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sensors", type=int, default=30)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d, LocalStack(Path(d), sites=["bench"],
-                                                        broker="nats") as stack:
+    with (
+        tempfile.TemporaryDirectory() as d,
+        LocalStack(Path(d), sites=["bench"], broker="nats") as stack,
+    ):
         influx = stack.influx_client("admin")
         t0 = time.time_ns() - 3600 * 10**9
         ceiling_round(influx, 20_000, args.sensors, 999, t0)

@@ -100,12 +100,7 @@ class JetStreamPublisher:
         return self.spool.counts()[0]
 
     def wait_drained(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.pending() == 0:
-                return True
-            time.sleep(0.05)
-        return self.pending() == 0
+        return self.spool.wait_drained(timeout_s)
 
     def stop(self, drain_timeout_s: float = 10.0) -> None:
         self.wait_drained(drain_timeout_s)

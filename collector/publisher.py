@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.spool import Spool
 from poise.core import status, topics
+from poise.core.mqttconf import mqtt_protocol
 from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.collector.publisher")
@@ -65,13 +66,10 @@ class Publisher:
         password: str | None = None,
         keepalive_s: int = 15,
         tls_ca: str | None = None,
-        protocol: str = "5",
+        protocol: str | None = None,
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if protocol not in MQTT_PROTOCOLS:
-            raise ValueError(
-                f"MQTT protocol {protocol!r}: expected one of {', '.join(MQTT_PROTOCOLS)}"
-            )
+        protocol = mqtt_protocol(protocol)  # None: POISE_MQTT_PROTOCOL, else 5
         self.protocol = protocol
         self.spool = spool
         self.window = window
@@ -197,12 +195,7 @@ class Publisher:
         return self.spool.counts()[0]
 
     def wait_drained(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.pending() == 0:
-                return True
-            time.sleep(0.05)
-        return self.pending() == 0
+        return self.spool.wait_drained(timeout_s)
 
     def stop(self, drain_timeout_s: float = 10.0) -> None:
         self.wait_drained(drain_timeout_s)

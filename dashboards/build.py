@@ -187,6 +187,14 @@ def _base(uid: str, title: str, description: str, time_from: str, refresh: str) 
         .refresh(refresh)
         .tooltip(dm.DashboardCursorSync.CROSSHAIR)
         .timepicker(db.TimePicker().refresh_intervals(["1s", "5s", "10s", "30s", "1m", "5m"]))
+        .link(
+            db.DashboardLink("poise")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(TAGS)
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(False)
+        )
     )
 
 
@@ -338,6 +346,7 @@ def live_session() -> dict[str, Any]:
         .description("The patient's sensors: streaming, rate, loss, battery, signal.")
         .datasource(DATASOURCE)
         .with_target(sensors.target("A", fmt="table"))
+        .with_transformation(dm.DataTransformerConfig("merge", options={}))
         .with_transformation(_exclude("Time"))
         .span(12)
         .height(7)
@@ -357,6 +366,7 @@ def live_session() -> dict[str, Any]:
         .description("Alert episodes of this patient still going on.")
         .datasource(DATASOURCE)
         .with_target(alerts.target("A", fmt="table"))
+        .with_transformation(dm.DataTransformerConfig("merge", options={}))
         .span(12)
         .height(7)
     )
@@ -444,6 +454,21 @@ def clinic_overview() -> dict[str, Any]:
             dm.DataTransformerConfig(
                 "sortBy", options={"sort": [{"field": "open alerts", "desc": True}]}
             )
+        )
+        .override_by_name(
+            "patient",
+            [
+                dm.DynamicConfigValue(
+                    "links",
+                    [
+                        {
+                            "title": "Live session of ${__value.text}",
+                            "url": "/d/poise-live-session?var-site=${site}"
+                            "&var-patient=${__value.raw}",
+                        }
+                    ],
+                )
+            ],
         )
         .override_by_name("lowest battery", [dm.DynamicConfigValue("unit", "percent")])
         .override_by_name("sway RMS", [dm.DynamicConfigValue("unit", "m/s²")])

@@ -411,6 +411,7 @@ def cli(args: Any) -> int:
     from poise.cli.common import mqtt_ca, mqtt_credentials
     from poise.cli.simulation import make_publisher
     from poise.core import topics
+    from poise.core.mqttconf import paho_protocol
     from poise.core.tls import configure_mqtt
 
     spool_dir = Path(tempfile.mkdtemp(prefix="poise-sim-"))
@@ -439,7 +440,7 @@ def cli(args: Any) -> int:
     else:
         host, port = args.mqtt
         cuser, cpassword = mqtt_credentials("console")
-        protocol = mqtt.MQTTv311 if args.mqtt_protocol == "3.1.1" else mqtt.MQTTv5
+        protocol = paho_protocol(args.mqtt_protocol)
         events_client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
         if cuser is not None:
             events_client.username_pw_set(cuser, cpassword)

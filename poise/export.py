@@ -57,8 +57,17 @@ UCUM_UNITS = {
     "1/min": "/min",
     "": "1",
 }
+# internal bookkeeping, not a measurement: which sensor ids were scored (for rescoring)
+FHIR_SKIP = frozenset({"kind", "sensors", "intensity_sensor"})
 TAG_COLUMNS = ("session", "trial", "exercise", "condition", "side", "algorithm_version")
 IMU_COLUMNS = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z", "mag_x", "mag_y", "mag_z")
+
+
+def private(path: Path) -> Path:
+    """Health data: readable by its owner only (like the credentials files)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    return path
 
 
 def iso(t_s: float) -> str:
@@ -94,7 +103,7 @@ def table_rows(data: PatientData) -> dict[str, list[dict[str, Any]]]:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with private(path).open("w", newline="", encoding="utf-8") as fh:
         if not rows:
             return
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -125,38 +134,62 @@ def write_parquet(rows: list[dict[str, Any]], path: Path, measurement: str | Non
         table = pa.Table.from_pylist(rows, schema=schema)
     else:
         table = pa.Table.from_pylist(rows)
-    pq.write_table(table, path)
+    pq.write_table(table, private(path))
 
 
 # --- raw samples ---
 
 
-def raw_rows(
-    influx: InfluxV1, patient: str, since_s: float, until_s: float, window_s: float = 3600.0
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """(sensor, rows) per window of raw samples, oldest first, in the offline CSV shape."""
-    check_id("patient", patient)
-    t = since_s
-    while t < until_s:
-        end = min(until_s, t + window_s)
-        series = influx.query(
-            f'SELECT * FROM "{RAW_RP}"."{RAW_MEASUREMENT}" WHERE patient = \'{patient}\' '
-            f"AND time >= {int(t * 1e9)} AND time < {int(end * 1e9)} GROUP BY sensor"
+def session_windows(data: PatientData, margin_s: float = 60.0) -> list[tuple[float, float]]:
+    """The time spans of the patient's sessions (with a margin), merged: where raw samples
+    can be, so an export need not scan weeks of empty hours."""
+    spans = sorted(
+        (
+            float(s["time_s"]) - margin_s,
+            float(s["time_s"]) + float(s.get("duration_s") or 0) + margin_s,
         )
-        for s in series:
-            sensor = str(s.get("tags", {}).get("sensor", "unknown"))
-            cols = s["columns"]
-            rows = []
-            for values in s.get("values", []):
-                row = dict(zip(cols, values, strict=True))
-                rows.append(
-                    {
-                        "time_s": row["time"] / 1e9,
-                        **{c: row.get(c) for c in IMU_COLUMNS if c in row},
-                    }
-                )
-            yield sensor, rows
-        t = end
+        for s in data.sessions
+    )
+    out: list[tuple[float, float]] = []
+    for lo, hi in spans:
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def raw_rows(
+    influx: InfluxV1,
+    patient: str,
+    windows: Iterable[tuple[float, float]],
+    chunk_s: float = 3600.0,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(sensor, rows) of raw samples within ``windows`` (since_s, until_s), oldest first, an
+    hour at most per query, in the offline CSV shape."""
+    check_id("patient", patient)
+    for since_s, until_s in windows:
+        t = since_s
+        while t < until_s:
+            end = min(until_s, t + chunk_s)
+            series = influx.query(
+                f'SELECT * FROM "{RAW_RP}"."{RAW_MEASUREMENT}" WHERE patient = \'{patient}\' '
+                f"AND time >= {int(t * 1e9)} AND time < {int(end * 1e9)} GROUP BY sensor"
+            )
+            for s in series:
+                sensor = str(s.get("tags", {}).get("sensor", "unknown"))
+                cols = s["columns"]
+                rows = []
+                for values in s.get("values", []):
+                    row = dict(zip(cols, values, strict=True))
+                    rows.append(
+                        {
+                            "time_s": row["time"] / 1e9,
+                            **{c: row.get(c) for c in IMU_COLUMNS if c in row},
+                        }
+                    )
+                yield sensor, rows
+            t = end
 
 
 # --- FHIR ---
@@ -199,7 +232,7 @@ def trial_observation(patient: str, r: dict[str, Any]) -> dict[str, Any]:
     components = []
     for f in m.fields:
         v = r.get(f.name)
-        if v is None or f.name == "kind" or (isinstance(v, float) and not math.isfinite(v)):
+        if v is None or f.name in FHIR_SKIP or (isinstance(v, float) and not math.isfinite(v)):
             continue
         ccode = _project_code(f.name, f.meaning)
         if f.kind == "bool":
@@ -282,7 +315,7 @@ def session_observations(patient: str, s: dict[str, Any]) -> list[dict[str, Any]
     components = []
     for f in m.fields:
         v = s.get(f.name)
-        if v is None or f.name == "pain_0_10" or isinstance(v, bool | str):
+        if v is None or f.name == "pain_0_10" or f.name in FHIR_SKIP or isinstance(v, bool | str):
             continue
         unit = "{score}" if f.name == "fatigue_borg" else f.unit
         q = _quantity(float(v), unit)
@@ -340,7 +373,7 @@ def export(
         bundle = fhir_bundle(data)
         validate_bundle(bundle)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
+        private(out).write_text(json.dumps(bundle, indent=1), encoding="utf-8")
         return [out]
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -374,6 +407,8 @@ def code_system() -> dict[str, Any]:
     concepts: dict[str, str] = {}
     for measurement in ("trial_summary", "session_summary"):
         for f in MEASUREMENTS[measurement].fields:
+            if f.name in FHIR_SKIP:
+                continue
             unit = f" ({f.unit})" if f.unit else ""
             concepts.setdefault(f.name, f"{f.meaning}{unit}")
     for exercise, (_kind, words) in sorted(EXERCISES.items()):

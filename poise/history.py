@@ -352,6 +352,7 @@ def _session(
             "correct_count": int(correct),
             "target_reps": reps,
             "target_rom_deg": target,
+            "max_rom_deg": 110.0,
         },
         reps * 3.0,
     )

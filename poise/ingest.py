@@ -34,6 +34,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from poise.core import topics, wire
 from poise.core.influx import InfluxError, InfluxV1, frame_text, tags_for
+from poise.core.plausible import frame_problem
+from poise.core.ratelog import RateLimitedLog
 from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.ingest")
@@ -140,6 +142,7 @@ class Ingest:
         self.p = params or IngestParams()
         self.influx = influx
         self.stats = IngestStats()
+        self._rejections = RateLimitedLog(log)
         self.sites = SensorSites()
         self._host, self._port = mqtt_host, mqtt_port
         self._queue: queue.Queue[_Msg] = queue.Queue()
@@ -371,6 +374,10 @@ class Ingest:
         except wire.WireError as exc:
             self._reject(exc.reason, msg, str(exc))
             return _Prepared(msg, "", 0)
+        problem = frame_problem(frame, time.time_ns())
+        if problem is not None:
+            self._reject(problem[0], msg, problem[1])
+            return _Prepared(msg, "", 0)
         if not self.sites.admit(key.site, key.sensor):
             self._reject(
                 "foreign_sensor",
@@ -383,8 +390,13 @@ class Ingest:
 
     def _reject(self, reason: str, msg: _Msg, detail: str) -> None:
         self.stats.rejected[reason] += 1
-        # The topic holds pseudonymous ids only, so it may be logged.
-        log.warning("rejected a frame on %s: %s", msg.topic, detail)
+        # The topic holds pseudonymous ids only, so it may be logged (at a bounded rate).
+        self._rejections.warning(reason, "rejected a frame on %s: %s", msg.topic, detail)
+        # the payload itself, with its reason, for whoever keeps dead letters (an operator's
+        # subscriber); not retained and not queued for anyone absent
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = [("reason", reason), ("topic", msg.topic)]
+        self._client.publish(topics.DEADLETTER_INGEST, msg.payload, qos=0, properties=props)
 
     def _write(self, groups: list[_Prepared]) -> bool:
         texts = [g.text for g in groups if g.n_samples]

@@ -83,10 +83,12 @@ def acl_text() -> str:
         "pattern write poise/v1/raw/%u/#\n"
         "pattern write poise/v1/status/%u/#\n"
         "\n"
-        "# ingest: reads raw frames, and device status to know which site a sensor belongs to.\n"
+        "# ingest: reads raw frames, and device status to know which site a sensor belongs to;\n"
+        "# publishes the frames it refuses, with their reason, as dead letters.\n"
         "user poise.ingest\n"
         "topic read poise/v1/raw/#\n"
         "topic read poise/v1/status/#\n"
+        "topic write poise/v1/deadletter/ingest\n"
         "\n"
         "# analysis worker: reads raw frames and session events, publishes metrics and alerts.\n"
         "user poise.worker\n"
@@ -403,7 +405,11 @@ class Mosquitto(Service):
         return [_require("mosquitto", "mosquitto"), "-c", str(self.root / "mosquitto.conf")]
 
     def users(self) -> list[str]:
-        return [*self.sites, *(role_user(r) for r in MQTT_ROLES if r != "gateway")]
+        """The stack's sites and roles, and any site added to it since (its password file
+        under secrets/mqtt is kept, so a restart keeps the login)."""
+        roles = [role_user(r) for r in MQTT_ROLES if r != "gateway"]
+        added = [u for u in self.credentials.users("mqtt") if u not in roles]
+        return list(dict.fromkeys([*self.sites, *added, *roles]))
 
     def write_passwords(self) -> Path:
         """The password file, hashed by ``mosquitto_passwd -U`` (passwords never on a
@@ -748,6 +754,8 @@ class LocalStack:
         if self.tls:
             env["POISE_MQTT_CA"] = str(self.tls.ca)
             env["POISE_INFLUX_CA"] = str(self.tls.ca)
+        if self.broker == "nats":
+            env["POISE_MQTT_PROTOCOL"] = "3.1.1"  # NATS's MQTT listener (poise.core.mqttconf)
         return env
 
 
@@ -759,6 +767,32 @@ def _q(identifier: str) -> str:
 def _s(text: str) -> str:
     """An InfluxQL string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def env_for_site(root: Path | str, site: str) -> dict[str, str]:
+    """The recorded ``env`` of the stack in ``root`` with the gateway login of ``site``,
+    which is created (and the running broker reloaded) when the stack has none yet."""
+    root = Path(root).resolve()
+    state_path = root / STATE_FILE
+    if not state_path.exists():
+        raise StackError(f"no stack recorded in {state_path}; start one: poise stack up")
+    state = json.loads(state_path.read_text())
+    env = dict(state.get("env", {}))
+    site = check_id("site", site)
+    credentials = Credentials(root / "secrets")
+    if site not in credentials.users("mqtt"):
+        broker = Mosquitto(root, credentials)
+        broker.pid = state.get("pids", {}).get("mosquitto")
+        credentials.password("mqtt", site)
+        if broker.pid is not None and _ours("mosquitto", broker.pid):
+            broker.reload()
+            time.sleep(0.2)
+        else:
+            broker.pid = None
+            broker.write_passwords()
+    env["POISE_GATEWAY_MQTT_USER"] = site
+    env["POISE_GATEWAY_MQTT_PASSWORD_FILE"] = str(credentials.file("mqtt", site))
+    return env
 
 
 def down(root: Path | str) -> list[str]:

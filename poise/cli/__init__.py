@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="poise: live balance and movement analysis for physical therapy, from "
         "commodity BLE motion sensors. Data flows sensor -> collector -> MQTT -> ingest -> InfluxDB.",
         epilog="Start with 'poise demo' (what 'make demo' runs). Credentials come from the "
-        "environment, never the command line: POISE_MQTT_USER/POISE_MQTT_PASSWORD, "
-        "POISE_INFLUX_USER/POISE_INFLUX_PASSWORD or POISE_INFLUX_TOKEN.",
+        "environment, never the command line, per role: POISE_{ROLE}_MQTT_USER and "
+        "POISE_{ROLE}_MQTT_PASSWORD (or ..._PASSWORD_FILE), POISE_{ROLE}_INFLUX_USER/_PASSWORD "
+        "or _TOKEN, CA files POISE_MQTT_CA / POISE_INFLUX_CA; 'poise stack env --dir DIR' "
+        "prints them for a local stack. Ids that look like a name or a date are refused "
+        "(rule: POISE_ID_DENY). See docs/security.md.",
     )
     parser.add_argument("--version", action="version", version=f"poise {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")

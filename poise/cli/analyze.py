@@ -143,6 +143,7 @@ def cmd_sway(args: argparse.Namespace) -> int:
             sway.SwayParams(ap_axis=args.ap_axis),
             condition=_condition(args),
             input_flags=report.flags,
+            check=False,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -229,6 +230,7 @@ def cmd_four_stage(args: argparse.Namespace) -> int:
             None if "no_gyroscope" in report.flags else rec.gyr,
             stages,
             steadi.FourStageParams(sway=SwayParams(ap_axis=args.ap_axis)),
+            check=False,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -274,6 +276,7 @@ def cmd_chair_stand(args: argparse.Namespace) -> int:
             start_s=float(rec.time_s[0]) + args.start_s,
             age_years=args.age,
             sex=args.sex,
+            check=False,
         )
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
@@ -307,7 +310,7 @@ def cmd_tug(args: argparse.Namespace) -> int:
 
     rec = _load(args.file, args)
     try:
-        res = steadi.tug(rec.time_s, rec.acc, rec.gyr)
+        res = steadi.tug(rec.time_s, rec.acc, rec.gyr, check=False)
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.json:
@@ -361,7 +364,9 @@ def cmd_rom(args: argparse.Namespace) -> int:
             raise UsageError(f"--joint {args.joint} needs --proximal and --distal (two sensors)")
         prox, dist = _load(args.proximal, args), _load(args.distal, args)
         t, acc_p, gyr_p, acc_d, gyr_d = _align(prox, dist, (str(args.proximal), str(args.distal)))
-        ta, angle = joint.joint_angle(
+        from analysis.hinge import hinge_angle
+
+        ta, angle, hinge = hinge_angle(
             t,
             acc_p,
             gyr_p,
@@ -369,6 +374,12 @@ def cmd_rom(args: argparse.Namespace) -> int:
             gyr_d,
             joint.JointParams(neutral_s=args.neutral_s, invert=args.invert),
         )
+        if len(ta) == 0:
+            raise UsageError(
+                "the joint never moved enough to show its flexion axis (both sensors look "
+                "still, or they turn together): no angle can be given"
+            )
+        axis_confidence: float | None = hinge.axis_confidence
         motion = "flexion" if args.joint != "ankle" else "dorsiflexion"
         n_samples = len(t)
     else:
@@ -378,6 +389,7 @@ def cmd_rom(args: argparse.Namespace) -> int:
             )
         rec = _load(args.segment, args)
         ta, angle = joint.segment_inclination(rec.time_s, rec.acc, rec.gyr, args.neutral_s)
+        axis_confidence = None
         motion = args.motion
         n_samples = rec.n_samples
     if len(ta) != n_samples:
@@ -396,6 +408,11 @@ def cmd_rom(args: argparse.Namespace) -> int:
         "samples": len(ta),
         "neutral_s": args.neutral_s,
     }
+    if axis_confidence is not None:
+        # how well the motion showed the flexion axes (0..1); under 0.5 the angle is doubtful
+        out["quality"]["axis_confidence"] = round(axis_confidence, 3)
+        if axis_confidence < 0.5:
+            out["quality"]["flags"] = [*out["quality"].get("flags", []), "axis_uncertain"]
     if args.angles:
         write_csv(args.angles, {"time_s": ta, "angle_deg": angle})
     if args.json:
@@ -405,7 +422,10 @@ def cmd_rom(args: argparse.Namespace) -> int:
         f"{args.joint} {motion}: ROM {out['rom_deg']:.1f}° (peak {out['peak_deg']:.1f}°), "
         f"{out['rep_count']} repetitions"
         + (f"; normal active ROM ~{out['normal_rom_deg']:.0f}°" if out["normal_rom_deg"] else "")
+        + (f"; axis confidence {axis_confidence:.2f}" if axis_confidence is not None else "")
     )
+    if axis_confidence is not None and axis_confidence < 0.5:
+        print("  warning: the motion showed the flexion axes poorly; the angle is doubtful")
     for i, r in enumerate(out["repetitions"], 1):
         verdict = ""
         if "correct" in r:

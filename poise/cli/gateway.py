@@ -70,19 +70,30 @@ def cmd_collect(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     user, password = mqtt_credentials("gateway")
-    pub = Publisher(
-        config.mqtt_host,
-        config.mqtt_port,
-        spool,
-        site=config.site,
-        gateway_id=config.gateway_id,
-        username=user,
-        password=password,
-        tls_ca=mqtt_ca("gateway"),
-    )
+    pub: Any
+    if args.nats:
+        from collector.jetstream_publisher import JetStreamPublisher
+
+        # straight to JetStream: a frame leaves the spool when the stream has stored it
+        pub = JetStreamPublisher(
+            args.nats, spool, site=config.site, gateway_id=config.gateway_id,
+            username=user, password=password,
+        )
+        broker = args.nats
+    else:
+        pub = Publisher(
+            config.mqtt_host,
+            config.mqtt_port,
+            spool,
+            site=config.site,
+            gateway_id=config.gateway_id,
+            username=user,
+            password=password,
+            tls_ca=mqtt_ca("gateway"),
+        )
+        broker = f"{config.mqtt_host}:{config.mqtt_port}"
     pub.start()
     log = logging.getLogger("poise.collect")
-    broker = f"{config.mqtt_host}:{config.mqtt_port}"
 
     async def watch_broker(stop: asyncio.Event) -> None:
         """Say so while the broker is unreachable: first after 5 s, then every 30 s."""
@@ -306,6 +317,13 @@ def add_commands(sub: Any) -> None:
         "profile (bumble) and collect from them through the same bleak code",
     )
     p.add_argument("--spool", type=Path, default=None, help="override the config's spool file")
+    p.add_argument(
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="publish straight to NATS JetStream instead of the config's MQTT broker: a frame "
+        "leaves the spool only once the stream stored it (docs/deployment.md)",
+    )
     p.add_argument(
         "--discard-leftover",
         action="store_true",

@@ -43,7 +43,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
-ORDER = 60  # place in `poise --help`
+ORDER = 65  # place in `poise --help`
 
 
 def add_commands(sub: Any) -> None:

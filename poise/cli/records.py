@@ -163,7 +163,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         with InfluxV1(args.influx, args.database, influx_auth("reader")) as db:
             data = d.load(db, patient, since_s, until_s)
-            raw = list(export.raw_rows(db, patient, since_s, until_s)) if args.raw else []
+            # raw samples only where sessions were (or the whole period, without sessions)
+            windows = export.session_windows(data) or [(since_s, until_s)]
+            raw = list(export.raw_rows(db, patient, windows)) if args.raw else []
     except InfluxError as exc:
         print(f"poise export: {exc}", file=sys.stderr)
         return 1

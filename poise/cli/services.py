@@ -31,7 +31,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
             stack = LocalStack(
                 args.dir,
                 database=args.database,
-                sites=args.site or ["demo"],
+                sites=args.site or ["demo", "clinic-a"],
                 tls=args.tls,
                 raw_retention=args.raw_retention,
                 derived_retention=args.derived_retention,
@@ -61,12 +61,17 @@ def cmd_stack(args: argparse.Namespace) -> int:
                     info["nats"] = {"url": state["nats_url"]}
             print(json.dumps(info))
         elif args.action == "env":
-            from poise.stack import STATE_FILE
+            from poise.stack import STATE_FILE, env_for_site
 
-            state_path = Path(args.dir).resolve() / STATE_FILE
-            if not state_path.exists():
-                raise StackError(f"no stack recorded in {state_path}; start one: poise stack up")
-            env = json.loads(state_path.read_text()).get("env", {})
+            if args.site:
+                env = env_for_site(args.dir, args.site[-1])
+            else:
+                state_path = Path(args.dir).resolve() / STATE_FILE
+                if not state_path.exists():
+                    raise StackError(
+                        f"no stack recorded in {state_path}; start one: poise stack up"
+                    )
+                env = json.loads(state_path.read_text()).get("env", {})
             for key, value in sorted(env.items()):
                 print(f"export {key}={shlex.quote(value)}")
         else:
@@ -166,8 +171,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--site",
         action="append",
-        help="site whose gateways may publish (repeat for more; default demo); the first is "
-        "the gateway user in 'env'",
+        help="'up': a site whose gateways may publish (repeat for more; default demo and "
+        "clinic-a, the sites of poise simulate and of the example gateway config); the first "
+        "is the gateway login in 'env'. 'env --site S': the gateway login of site S (made "
+        "when new)",
     )
     p.add_argument(
         "--broker",

@@ -141,8 +141,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--mqtt-protocol",
         choices=["5", "3.1.1"],
-        default="5",
-        help="MQTT version; 3.1.1 for NATS's MQTT listener (default 5)",
+        default=None,
+        help="MQTT version; 3.1.1 for NATS's MQTT listener (default: POISE_MQTT_PROTOCOL, "
+        "which a NATS stack's env sets, else 5)",
     )
     p.add_argument(
         "--nats",

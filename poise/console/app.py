@@ -39,7 +39,16 @@ from starlette.staticfiles import StaticFiles
 
 from poise.console import accounts, records
 from poise.console.bridge import Bridge, Fanout
-from poise.console.db import AGE_BANDS, SEXES, Audit, AuthSession, SessionRow, Staff, TrialRow
+from poise.console.db import (
+    AGE_BANDS,
+    SEXES,
+    Audit,
+    AuthSession,
+    Patient,
+    SessionRow,
+    Staff,
+    TrialRow,
+)
 from poise.console.live import LiveBoard
 from poise.core.clinical import CONDITIONS, EXERCISES, SEGMENTS, SIDES, exercise_kind
 
@@ -53,7 +62,11 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
 
-REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+# the report links its style sheet (/report.css); matplotlib's SVG figures carry a <style>
+REPORT_CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'"
+)
 
 
 @dataclass
@@ -62,11 +75,13 @@ class ConsoleConfig:
     policy: accounts.Policy = field(default_factory=accounts.Policy)
     secure_cookies: bool = True
     report: Callable[[Session, str], str] | None = None  # patient id -> report HTML
+    report_css: Callable[[], str] | None = None  # the report's style sheet
 
 
 @dataclass
 class RoomRow:
-    session: SessionRow
+    patient: str
+    session: SessionRow | None  # None: live data of a session run elsewhere (a CLI, a script)
     trial: TrialRow | None
     live: dict[str, Any]
 
@@ -77,6 +92,14 @@ class Login:
     auth: AuthSession
     db: Session
     form: FormData | None = None
+
+
+def local_path(target: str) -> str:
+    """Where to go after signing in: a path on this site only (never ``//host`` or ``/\\host``,
+    which browsers read as another site)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return "/"
 
 
 def fmt_time(t_ns: int | None) -> str:
@@ -236,7 +259,7 @@ class Console:
         resp = self.render(
             request,
             "login.html",
-            {"login_csrf": token, "message": message, "next": nxt if nxt.startswith("/") else "/"},
+            {"login_csrf": token, "message": message, "next": local_path(nxt)},
             status,
         )
         resp.set_cookie(
@@ -284,9 +307,7 @@ class Console:
             token = accounts.open_session(db, res.staff, self.config.policy)
             db.commit()
         nxt = str(form.get("next", "/"))
-        resp = RedirectResponse(
-            nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", 303
-        )
+        resp = RedirectResponse(local_path(nxt), 303)
         resp.set_cookie(
             COOKIE,
             token,
@@ -308,11 +329,15 @@ class Console:
     # --- the room
     def room_rows(self, db: Session) -> list[RoomRow]:
         rows = [
-            RoomRow(sess, trial, self.board.summary(sess.patient_id))
+            RoomRow(sess.patient_id, sess, trial, self.board.summary(sess.patient_id))
             for sess, trial in records.open_sessions(db)
         ]
+        here = {r.patient for r in rows}
+        for pid in self.board.recent(time.time()):
+            if pid not in here and db.get(Patient, pid) is not None:
+                rows.append(RoomRow(pid, None, None, self.board.summary(pid)))
         # open alerts first
-        rows.sort(key=lambda r: (not r.live["alerts"], r.session.patient_id))
+        rows.sort(key=lambda r: (not r.live["alerts"], r.patient))
         return rows
 
     async def room(self, request: Request, login: Login) -> Response:
@@ -328,8 +353,8 @@ class Console:
         for r in self.room_rows(login.db):
             out.append(
                 {
-                    "patient": r.session.patient_id,
-                    "session": r.session.id,
+                    "patient": r.patient,
+                    "session": r.session.id if r.session else None,
                     "trial": r.trial.id if r.trial else None,
                     "exercise": r.trial.exercise if r.trial else None,
                     **r.live,
@@ -549,13 +574,40 @@ class Console:
         self._sent()
         return RedirectResponse(f"/patients/{sess.patient_id}#history", status_code=303)
 
+    async def watch(self, request: Request, login: Login) -> Response:
+        """The live view of a patient whose session was started elsewhere: no controls."""
+        pid = request.path_params["pid"]
+        try:
+            patient = records.get_patient(login.db, pid)
+        except records.NotFoundError as exc:
+            return self.refuse(request, login, 404, "Not found", str(exc))
+        ctx: dict[str, Any] = {
+            "login": login,
+            "sess": None,
+            "patient": patient,
+            "trials": [],
+            "error": "",
+            "form": {},
+        }
+        return self.render(request, "live.html", ctx)
+
+    async def watch_events(self, request: Request, login: Login) -> Response:
+        pid = request.path_params["pid"]
+        try:
+            records.get_patient(login.db, pid)
+        except records.NotFoundError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return self._stream(pid)
+
     async def live_events(self, request: Request, login: Login) -> Response:
         sid = request.path_params["sid"]
         try:
             sess = records.get_session(login.db, sid)
         except records.NotFoundError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
-        pid = sess.patient_id
+        return self._stream(sess.patient_id)
+
+    def _stream(self, pid: str) -> Response:
         queue = self.fanout.subscribe(pid)
         first = self.board.snapshot(pid)
 
@@ -575,6 +627,7 @@ class Console:
                         update = {
                             **more,
                             "sway": update["sway"] + more["sway"],
+                            "sway_rms": update["sway_rms"] + more["sway_rms"],
                             "joint": update["joint"] + more["joint"],
                         }
                     yield _sse(update)
@@ -637,6 +690,15 @@ class Console:
         p = self.page
         admin = self.page(("admin",))
 
+        async def report_css(_request: Request) -> Response:
+            if self.config.report_css is None:
+                return Response("", status_code=404)
+            return Response(
+                self.config.report_css(),
+                media_type="text/css",
+                headers={"Cache-Control": "max-age=3600"},
+            )
+
         async def not_found(request: Request, exc: Exception) -> Response:
             code = exc.status_code if isinstance(exc, HTTPException) else 500
             return self.refuse(
@@ -661,6 +723,9 @@ class Console:
             Route("/patients/{pid}/notes", p()(self.note_add), methods=["POST"]),
             Route("/patients/{pid}/export.json", p()(self.export_json)),
             Route("/patients/{pid}/report", p()(self.report)),
+            Route("/patients/{pid}/live", p()(self.watch)),
+            Route("/patients/{pid}/events", p()(self.watch_events)),
+            Route("/report.css", report_css),
             Route("/patients/{pid}/sessions", p()(self.session_start), methods=["POST"]),
             Route("/sessions/{sid}", p()(self.live)),
             Route("/sessions/{sid}/events", p()(self.live_events)),

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from poise.console.db import Outbox, TrialRow
 from poise.console.live import LiveBoard
 from poise.core import derived, topics
+from poise.core.mqttconf import paho_protocol
 from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.console")
@@ -78,7 +79,7 @@ class Bridge:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"poise-console-{site}-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
+            protocol=paho_protocol(),  # 5, or 3.1.1 on NATS (POISE_MQTT_PROTOCOL)
         )
         if username is not None:
             self._client.username_pw_set(username, password)

@@ -33,6 +33,10 @@ class PatientLive:
     joint: deque[tuple[float, float]] = field(
         default_factory=lambda: deque(maxlen=MAX_TRACE_POINTS)
     )
+    # the 1 Hz sway scores: (t_s, rms, rms_ap, rms_ml) in m/s²
+    sway_rms: deque[tuple[float, float, float | None, float | None]] = field(
+        default_factory=lambda: deque(maxlen=MAX_TRACE_POINTS)
+    )
     sway: dict[str, Any] = field(default_factory=dict)  # last sway_live fields (+ t_s)
     trial: str | None = None  # the trial the latest live points belong to
     rep_count: int = 0
@@ -51,6 +55,7 @@ class PatientLive:
     def new_trial(self, trial: str) -> None:
         self.trial = trial
         self.sway_trace.clear()
+        self.sway_rms.clear()
         self.joint.clear()
         self.reps.clear()
         self.rep_count = 0
@@ -99,6 +104,7 @@ class LiveBoard:
     def apply_points(self, pid: str, points: list[dict[str, Any]]) -> dict[str, Any] | None:
         """Fold the worker's points of one patient in; returns the update for the pages."""
         sway_new: list[list[float]] = []
+        rms_new: list[list[float | None]] = []
         joint_new: list[list[float]] = []
         with self._lock:
             live = self.patient(pid)
@@ -163,6 +169,16 @@ class LiveBoard:
                         if _num(fields.get(k)) is not None
                     }
                     live.sway["t_s"] = t_s
+                    rms = _num(fields.get("rms_m_s2"))
+                    if rms is not None:
+                        row = (
+                            t_s,
+                            rms,
+                            _num(fields.get("rms_ap_m_s2")),
+                            _num(fields.get("rms_ml_m_s2")),
+                        )
+                        live.sway_rms.append(row)
+                        rms_new.append(list(row))
                 elif m == "intensity_live":
                     zone = fields.get("zone")
                     live.intensity = {
@@ -185,8 +201,16 @@ class LiveBoard:
                 live.sway_trace.popleft()
             while live.joint and live.joint[0][0] < horizon:
                 live.joint.popleft()
+            while live.sway_rms and live.sway_rms[0][0] < horizon:
+                live.sway_rms.popleft()
             state = live.state()
-        return {"patient": pid, "sway": sway_new, "joint": joint_new, "state": state}
+        return {
+            "patient": pid,
+            "sway": sway_new,
+            "sway_rms": rms_new,
+            "joint": joint_new,
+            "state": state,
+        }
 
     @staticmethod
     def _sensor(live: PatientLive, sensor: str, fields: dict[str, Any], t_s: float) -> None:
@@ -239,7 +263,7 @@ class LiveBoard:
             live = self.patient(pid)
             self._sensor(live, sensor, doc, t_s)
             state = live.state()
-        return {"patient": pid, "sway": [], "joint": [], "state": state}
+        return {"patient": pid, "sway": [], "sway_rms": [], "joint": [], "state": state}
 
     def snapshot(self, pid: str) -> dict[str, Any]:
         """Everything a page that opens now needs: the recent traces and the state."""
@@ -248,6 +272,7 @@ class LiveBoard:
             return {
                 "patient": pid,
                 "sway": [list(x) for x in live.sway_trace],
+                "sway_rms": [list(x) for x in live.sway_rms],
                 "joint": [list(x) for x in live.joint],
                 "state": live.state(),
                 "snapshot": True,
@@ -279,6 +304,13 @@ class LiveBoard:
                 "zone": live.intensity.get("zone"),
                 "alerts": [a for a in live.open_alerts() if a["active"]],
             }
+
+    def recent(self, now_s: float, within_s: float = 60.0) -> list[str]:
+        """Patients with live points in the last ``within_s`` seconds (by the points' times)."""
+        with self._lock:
+            return sorted(
+                p for p, live in self.patients.items() if live.last_t_s > now_s - within_s
+            )
 
     def pop_trial_summaries(self) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:

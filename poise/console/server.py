@@ -17,6 +17,7 @@ from poise.console.live import LiveBoard
 from poise.core.ids import check_id
 
 log = logging.getLogger("poise.console")
+REPORT_CSS_HREF = "/report.css"
 
 
 def report_renderer(influx_url: str, database: str, auth: Any) -> Any:
@@ -37,7 +38,7 @@ def report_renderer(influx_url: str, database: str, auth: Any) -> Any:
         except ValueError:  # an open-ended band such as 95+: no chair-stand norm
             prof = PatientProfile(None, patient.sex if patient else None)
         with InfluxV1(influx_url, database, auth) as influx:
-            return str(report_html(influx, pid, profile=prof))
+            return str(report_html(influx, pid, profile=prof, css_href=REPORT_CSS_HREF))
 
     return render
 
@@ -83,7 +84,10 @@ def build(
     cfg = config or ConsoleConfig(site=site)
     cfg.site = site
     if report is not None:
+        from poise.report.render import stylesheet
+
         cfg.report = report
+        cfg.report_css = stylesheet
     return Console(db, cfg, board, fanout, bridge)
 
 

@@ -13,6 +13,8 @@ __all__ = ["ID_RE", "IdError", "RawKey", "TopicError", "check_id"]
 
 PREFIX = "poise/v1"
 RAW_ALL = f"{PREFIX}/raw/+/+/+"
+# malformed or implausible payloads, with their reason (MQTT v5 user properties)
+DEADLETTER_INGEST = f"{PREFIX}/deadletter/ingest"
 STATUS_ALL = f"{PREFIX}/status/+/+"
 
 

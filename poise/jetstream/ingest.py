@@ -23,6 +23,7 @@ from typing import Any
 
 from poise.core import topics, wire
 from poise.core.influx import InfluxError, InfluxV1, frame_text, tags_for
+from poise.core.plausible import frame_problem
 from poise.ingest import IngestStats
 from poise.jetstream import layout
 
@@ -56,6 +57,9 @@ def prepare(topic: str, payload: bytes) -> tuple[str, int]:
         raise FrameRejectedError("bad_topic", str(exc)) from exc
     except wire.WireError as exc:
         raise FrameRejectedError(exc.reason, str(exc)) from exc
+    problem = frame_problem(frame, time.time_ns())
+    if problem is not None:
+        raise FrameRejectedError(*problem)
     if frame.sensor_id != key.sensor:
         raise FrameRejectedError(
             "sensor_mismatch",

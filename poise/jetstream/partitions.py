@@ -277,6 +277,27 @@ class PartitionOwner:
             raise FencedError(f"partition {part.k}: checkpoint written by another worker") from exc
         self.stats.checkpoints += 1
 
+    def _apply(self, part: _Partition, msgs: list[Any]) -> None:
+        for m in msgs:
+            seq = int(m.metadata.sequence.stream)
+            if seq <= part.seq:
+                continue  # already applied (the checkpoint is ahead of this copy)
+            if part.stop.is_set():
+                return  # released or lost meanwhile: the next owner takes it from here
+            try:
+                routed = layout.parse_subject(m.subject)
+                part.engine.handle(routed, m.data)
+            except (layout.SubjectError, ValueError) as exc:
+                reason = type(exc).__name__
+                self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+            except Exception:
+                # one message must not stop a partition (it would stop again at the same
+                # message after every takeover): count it and go on
+                log.exception("partition %d: failed on %s", part.k, m.subject)
+                self.stats.rejected["failed"] = self.stats.rejected.get("failed", 0) + 1
+            part.seq = seq
+            self.stats.messages += 1
+
     async def _read(self, part: _Partition) -> None:
         import nats.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -298,25 +319,14 @@ class PartitionOwner:
                     msgs = await sub.fetch(self.p.fetch_batch, timeout=self.p.fetch_timeout_s)
                 except (TimeoutError, nats.errors.TimeoutError):
                     msgs = []
-                for m in msgs:
-                    seq = int(m.metadata.sequence.stream)
-                    if seq <= part.seq:
-                        continue  # already applied (the checkpoint is ahead of this copy)
-                    try:
-                        routed = layout.parse_subject(m.subject)
-                        part.engine.handle(routed, m.data)
-                    except (layout.SubjectError, ValueError) as exc:
-                        reason = type(exc).__name__
-                        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
-                    except Exception:
-                        # one message must not stop a partition (it would stop again at the
-                        # same message after every takeover): count it and go on
-                        log.exception("partition %d: failed on %s", part.k, m.subject)
-                        self.stats.rejected["failed"] = self.stats.rejected.get("failed", 0) + 1
-                    part.seq = seq
-                    self.stats.messages += 1
+                if msgs:
+                    # the engine's work runs off the event loop, which must stay free to
+                    # renew leases on time however heavy a batch is
+                    await asyncio.to_thread(self._apply, part, msgs)
                 if msgs:
                     await msgs[-1].ack()
+                if part.stop.is_set():
+                    break  # released (the releaser checkpoints) or lost (the next owner does)
                 if time.monotonic() - last_flush >= self.p.flush_every_s:
                     await asyncio.to_thread(part.engine.flush)
                     last_flush = time.monotonic()

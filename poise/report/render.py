@@ -290,7 +290,7 @@ def build(
     matplotlib)."""
     profile = profile or d.PatientProfile()
     rules = rules or pr.default_rules()
-    rv = d.review(data, profile, params)
+    rv = d.review(data, profile, params or rules.trend_params())
     units = d.units()
     changes = _changes(rv, units)
     trend_rows = [
@@ -366,7 +366,9 @@ def to_pdf(html: str) -> bytes:
 
 
 def write(model: Model, out_path: Path | str) -> Path:
-    """``.html`` or ``.pdf`` by the extension."""
+    """``.html`` or ``.pdf`` by the extension; readable by its owner only (health data)."""
+    from poise.export import private
+
     out = Path(out_path)
     suffix = out.suffix.lower()
     if suffix not in (".html", ".htm", ".pdf"):
@@ -374,7 +376,7 @@ def write(model: Model, out_path: Path | str) -> Path:
     html = to_html(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".pdf":
-        out.write_bytes(to_pdf(html))
+        private(out).write_bytes(to_pdf(html))
     else:
-        out.write_text(html, encoding="utf-8")
+        private(out).write_text(html, encoding="utf-8")
     return out

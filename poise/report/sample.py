@@ -20,14 +20,15 @@ from poise.report import render
 END = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
-def main(folder: Path) -> list[Path]:
+def main(folder: Path, pdf: bool = True) -> list[Path]:
     end_ns = int(END.timestamp()) * 10**9
     points, truth = history.generate(history.HistoryConfig(patients=3, seed=0, end_ns=end_ns))
     patient, info = next((p, t) for p, t in truth["patients"].items() if t["course"] == "worsening")
     since_s = END.timestamp() - 12 * 7 * 86400.0
     data = d.from_points(points, patient, since_s, END.timestamp())
     model = render.build(data, d.profile(info["age_band"], info["sex"]))
-    out = [render.write(model, folder / f"report-{patient}{ext}") for ext in (".html", ".pdf")]
+    exts = (".html", ".pdf") if pdf else (".html",)
+    out = [render.write(model, folder / f"report-{patient}{ext}") for ext in exts]
     bundle = export.fhir_bundle(data)
     kinds: dict[str, dict[str, object]] = {}
     for e in bundle["entry"]:

@@ -55,6 +55,7 @@ class WorkerParams:
     sway_window_s: float = 10.0
     sway_hop_s: float = 1.0
     joint_live_hz: float = 10.0  # joint_live points per second
+    sway_trace_hz: float = 10.0  # sway_trace points per second
     silent_after_s: float = 5.0  # a placed sensor with no sample for this long is silent
     battery_low_pct: float = 15.0
     ring_s: float = 5.0
@@ -255,11 +256,23 @@ class WorkerCore:
             "placements": [asdict(p) for p in s.placements],
             "prescription": s.prescription,
             "ap_axis": self.p.ap_axis,
-            "seen_samples": dict(t.seen),
+            "seen_samples": self._seen_before_stop(key, t),
             "live_alerts": list(t.live_alerts),
         }
         self._job(Job("trial", key[0], key[1], job), out)
         s.trial = None
+
+    def _seen_before_stop(self, key: tuple[str, str], t: _Trial) -> dict[str, int]:
+        """The trial's samples seen so far, less those at or after its stop (fed while the
+        stop event was still on its way): a lower bound of what InfluxDB must hold. Samples
+        that arrive after the stop event are not in it; that only makes the wait shorter."""
+        lo_s = max(t.info["start_ns"], t.info["stop_ns"]) / 1e9
+        out = {}
+        for sensor, n in t.seen.items():
+            st = self.sensors.get((key[0], key[1], sensor))
+            late = sum(c.between(lo_s, np.inf).n for c in st.ring) if st is not None else 0
+            out[sensor] = max(0, n - late)
+        return out
 
     def _stop_session(self, key: tuple[str, str], s: _Session, t_ns: int, out: Output) -> None:
         for ep_key in [k for k in self.episodes if k.startswith(f"{key[0]}/{key[1]}/")]:
@@ -554,8 +567,41 @@ class WorkerCore:
                 t_ns = round(t_s * 1e9)
                 out.points.append((key[0], key[1], Point("sway_live", t_ns, tags, fields)))
                 self._sway_alert(key, t, t_ns, metrics["rms"], out)
+                self._sway_trace(key, t, t_s, tags, out)
         elif role in ("proximal", "distal", "segment") and kind == "rom":
             self._live_joint(key, t, role, part, out)
+
+    def _sway_trace(
+        self, key: tuple[str, str], t: _Trial, t_end_s: float, tags: dict[str, str], out: Output
+    ) -> None:
+        """The filtered AP and ML trunk acceleration of the window's last hop, at 10 Hz (the
+        first sample of each 100 ms of the time axis): the trace the console draws."""
+        live = t.live
+        data = _cat(live.trunk)
+        fs = live.sway_fs
+        win = data.between(t_end_s - self.p.sway_window_s + 0.5 / fs, t_end_s + 0.5 / fs)
+        if win.n < 40:
+            return
+        try:
+            a_ap, a_ml = sway.preprocess(win.acc, fs, sway.SwayParams(ap_axis=self.p.ap_axis))
+        except ValueError:
+            return
+        bins = np.floor(win.time_s * self.p.sway_trace_hz + 1e-6)
+        first = np.flatnonzero(np.diff(bins, prepend=bins[0] - 1) > 0)
+        recent = first[win.time_s[first] > t_end_s - self.p.sway_hop_s + 0.5 / fs]
+        for i in recent.tolist():
+            out.points.append(
+                (
+                    key[0],
+                    key[1],
+                    Point(
+                        "sway_trace",
+                        round(float(win.time_s[i]) * 1e9),
+                        tags,
+                        {"ap_m_s2": float(a_ap[i]), "ml_m_s2": float(a_ml[i])},
+                    ),
+                )
+            )
 
     def _live_balance(self, key: tuple[str, str], t: _Trial, out: Output) -> None:
         """A step or grab in the balance trial so far (analysis.sway.loss_of_balance), looked
@@ -674,7 +720,13 @@ class WorkerCore:
             )
 
     # --- gateway status (poise/v1/status/{site}/{sensor}) ---
-    def on_status(self, site: str, sensor: str, payload: bytes) -> Output:
+    def on_status(
+        self, site: str, sensor: str, payload: bytes, now_s: float | None = None
+    ) -> Output:
+        """A gateway's status of one sensor. The gateways of ``collector.ble`` report
+        ``effective_rate_hz`` and ``samples``/``lost_samples``; the derived fields are
+        ``rate_hz`` and ``lost_pct``. ``silent_s``: the time since the sensor's last frame
+        arrived (``now_s`` on the same monotonic clock as ``on_frame``'s ``arrival_s``)."""
         out = Output()
         try:
             doc = json.loads(payload)
@@ -690,16 +742,29 @@ class WorkerCore:
                 continue
             st = self.sensors.get((site, patient, sensor))
             fields: dict[str, Any] = {"online": bool(doc.get("online", True))}
+
+            def num(name: str, doc: dict[str, Any] = doc) -> float | None:
+                v = doc.get(name)
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    return None
+                return float(v) if np.isfinite(v) else None
+
             for src, dst in (
                 ("rate_hz", "rate_hz"),
+                ("effective_rate_hz", "rate_hz"),
                 ("lost_pct", "lost_pct"),
                 ("jitter_ms", "jitter_ms"),
                 ("battery_pct", "battery_pct"),
                 ("rssi_dbm", "rssi_dbm"),
             ):
-                v = doc.get(src)
-                if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
-                    fields[dst] = float(v)
+                v = num(src)
+                if v is not None and dst not in fields:
+                    fields[dst] = v
+            got, lost = num("samples"), num("lost_samples")
+            if "lost_pct" not in fields and got is not None and lost is not None and got + lost:
+                fields["lost_pct"] = 100.0 * lost / (got + lost)
+            if now_s is not None and st is not None and st.arrival_s is not None:
+                fields["silent_s"] = max(0.0, now_s - st.arrival_s)
             t_ns = st.last_ns if st is not None and st.last_ns else s.start_ns
             tags = {
                 "sensor": sensor,

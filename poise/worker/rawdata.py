@@ -92,8 +92,9 @@ def wait_stored(
         time.sleep(poll_s)
 
 
-def count_samples(influx: InfluxV1, site: str, patient: str, sensor: str, lo_ns: int,
-                  hi_ns: int) -> int:
+def count_samples(
+    influx: InfluxV1, site: str, patient: str, sensor: str, lo_ns: int, hi_ns: int
+) -> int:
     series = influx.query(
         f'SELECT count("acc_x") FROM "{RAW_RP}"."{RAW_MEASUREMENT}" WHERE '
         f"{_where(site, patient, sensor)} AND time >= {int(lo_ns)} AND time < {int(hi_ns)}"

@@ -56,7 +56,7 @@ STATUS_ALL = f"{topics.PREFIX}/status/+/+"
 class ServiceParams:
     client_id: str = "poise-worker"
     session_expiry_s: int = 7 * 24 * 3600
-    receive_maximum: int = 65535
+    receive_maximum: int = 2000  # unacknowledged messages in hand: bounds memory when behind
     flush_s: float = 0.2  # live points are written at least this often
     write_queue: int = 50  # batches of live points waiting for InfluxDB
     wait_stored_s: float = 90.0  # how long a summary waits for the ingest to catch up
@@ -268,7 +268,7 @@ class WorkerService:
                 durable = True
             elif kind == "status" and len(parts) == 5:
                 self.stats.messages["status"] += 1
-                out = self.core.on_status(parts[3], parts[4], payload)
+                out = self.core.on_status(parts[3], parts[4], payload, time.monotonic())
             else:
                 self.core.refused["bad_topic"] += 1
                 self._ack(epoch, msg)

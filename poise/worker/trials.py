@@ -47,6 +47,8 @@ class Samples:
         return int(self.time_s.shape[0])
 
     def between(self, lo_s: float, hi_s: float) -> Samples:
+        if self.n and self.time_s[0] >= lo_s and self.time_s[-1] < hi_s:
+            return self  # the usual case live: the whole chunk
         sel = (self.time_s >= lo_s) & (self.time_s < hi_s)
         return Samples(self.time_s[sel], self.acc[sel], self.gyr[sel])
 

@@ -166,3 +166,45 @@ def test_a_session_through_the_forms_with_refusals(console) -> None:
         doc = cl.get("/patients/p001/export.json").json()
         assert doc["sessions"][0]["trials"][0]["exercise"] == "quiet_stance"
         assert cl.get("/room.json").json()["in_session"] == []
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/patients", "/patients"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://x", "/"),
+    ],
+)
+def test_after_sign_in_only_local_paths(target: str, expected: str) -> None:
+    from poise.console.app import local_path
+
+    assert local_path(target) == expected
+
+
+def test_live_data_of_a_session_run_elsewhere_shows_in_the_room(console) -> None:
+    import time
+
+    with client(console) as cl:
+        room = sign_in(cl)
+        form = {"csrf": csrf_of(room.text), "id": "p001", "age_band": "70-74", "sex": "female"}
+        cl.post(
+            "/patients",
+            data={**form, "sensor_0": "p001-shank", "segment_0": "shank", "side_0": "right"},
+        )
+        point = {
+            "measurement": "joint_live",
+            "t_ns": time.time_ns(),
+            "tags": {"trial": "t-x", "joint": "knee"},
+            "fields": {"angle_deg": 30.0, "rep_count": 2},
+        }
+        console.board.apply_points("p001", [point])
+        console.board.apply_points("p999", [point])  # not a patient of these records
+        rows = cl.get("/room.json").json()["in_session"]
+        assert [(r["patient"], r["session"], r["rep_count"]) for r in rows] == [("p001", None, 2)]
+        assert "/patients/p001/live" in cl.get("/room/rows").text
+        page = cl.get("/patients/p001/live")
+        assert page.status_code == 200
+        assert 'data-events="/patients/p001/events"' in page.text
+        assert "Start the trial" not in page.text

@@ -49,9 +49,6 @@ EMPTY_WITH_THE_WORKER = {
     "Silence": "the worker writes no silent_s (it raises sensor_silent alerts instead)",
 }
 UNWRITTEN_FIELDS = {"rate_hz", "lost_pct", "silent_s"}  # of sensor_status, as above
-# STEADI results the worker leaves out of a trial it flags unscorable: these panels must show
-# exactly what it stored (the known answers themselves are the worker's own tests')
-STORED_RESULT = {"STEADI 4-stage balance: time held": "hold_s", "30 s chair stand": "stands"}
 
 
 def _doc(name: str) -> dict[str, Any]:
@@ -234,9 +231,9 @@ def test_live_session_during_each_trial(clinic) -> None:
                 plan.sensor(x) for x in ("lowerback", "thigh", "shank")
             }
             assert not any(_filled(sensors, c) for c in UNWRITTEN_FIELDS)
-        # live sway during quiet stance (12 s trials; a 10 s 4-stage stance is shorter than
-        # the worker's 10 s window plus margins and may score no window)
-        assert any(swayed), plan.patient
+        # live sway during every quiet stance
+        assert swayed, plan.patient
+        assert all(swayed), plan.patient
         by_panel = {pq.panel: pq for pq in panel_queries(doc)}
         sway = _series(
             influx, by_panel["Sway RMS against the baseline band"], chosen, end_ms, whole
@@ -294,14 +291,6 @@ def test_overview_progress_and_device_health_at_the_end(clinic) -> None:
     expected_empty.add("clinic-overview: Active patients D")
     # only patient 2 has the earlier trials a baseline (and so the band) needs
     expected_empty.add("patient-progress: Sway per condition, with the MDC band B (p001)")
-    for panel, field in STORED_RESULT.items():
-        for p in plans:
-            stored = influx.scalar(
-                f'SELECT count("{field}") FROM "derived"."trial_summary" '
-                f"WHERE \"patient\" = '{p.patient}'"
-            )
-            if not stored:
-                expected_empty.add(f"patient-progress: {panel} A ({p.patient})")
     assert empty == expected_empty
     # the overview: both patients with their three sensors streaming, patient 2's low battery
     doc = _doc("clinic-overview")
@@ -321,7 +310,14 @@ def test_session_summaries_reach_the_progress_view(clinic) -> None:
         _, chosen = resolve_variables(
             doc, _tag_values(influx), now_ms=end_ms, choose={"patient": [plan.patient]}
         )
-        (feel,) = [pq for pq in panel_queries(doc) if pq.panel == "Pain and fatigue"]
-        (row,) = [v for v in _series(influx, feel, chosen, end_ms)[0]["values"] if v[1] is not None]
+        by_panel = {pq.panel: pq for pq in panel_queries(doc)}
+        feel = _series(influx, by_panel["Pain and fatigue"], chosen, end_ms)
+        (row,) = [v for v in feel[0]["values"] if v[1] is not None]
         assert row[1:] == [plan.pain_0_10, plan.fatigue_borg]
+        # the TUG as the panel shows it, against the session's truth and the 12 s line
+        tug = _series(influx, by_panel["Timed Up and Go"], chosen, end_ms)
+        (shown,) = [v[1] for v in tug[0]["values"] if v[1] is not None]
+        (truth,) = [t.truth["duration_s"] for t in plan.trials if t.exercise == "tug"]
+        assert shown == pytest.approx(truth, abs=1.0)
+        assert (shown >= 12.0) is (truth >= 12.0)
     assert Path(build.GENERATED).is_dir()

@@ -151,6 +151,13 @@ def test_collect_virtual_runs_the_example_gateway_config(tmp_path: Path):
         )
     )
     try:
+        # the gateway logs in as its site: eval "$(poise stack env --dir DIR --site clinic-a)"
+        exported = run("stack", "env", "--dir", str(tmp_path / "stack"), "--site", "clinic-a")
+        assert exported.returncode == 0, exported.stderr
+        env = dict(
+            line.removeprefix("export ").split("=", 1) for line in exported.stdout.splitlines()
+        )
+        assert env["POISE_GATEWAY_MQTT_USER"] == "clinic-a"
         res = run(
             "collect",
             "--config",

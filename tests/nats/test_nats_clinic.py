@@ -91,11 +91,12 @@ def _reference_on_mosquitto(tmp: Path, plans, start_ns: int):
     with LocalStack(tmp / "ref", sites=TEST_SITES) as ref:
         info = ref.info()
         influx = ref.influx_client("admin")
-        ingest = Ingest(info.mqtt_host, info.mqtt_port, ref.influx_client("ingest"),
+        clients = [ref.influx_client("ingest"), ref.influx_client("worker")]
+        ingest = Ingest(info.mqtt_host, info.mqtt_port, clients[0],
                         client_id="ref-ingest", **ref.mqtt_kwargs("ingest"))
         ingest.start()
         kw = ref.mqtt_kwargs("worker")
-        worker = WorkerService(info.mqtt_host, info.mqtt_port, ref.influx_client("worker"),
+        worker = WorkerService(info.mqtt_host, info.mqtt_port, clients[1],
                                tmp / "ref-worker.json", username=kw["username"],
                                password=kw["password"])
         worker.start()
@@ -124,6 +125,8 @@ def _reference_on_mosquitto(tmp: Path, plans, start_ns: int):
             worker.stop()
             ingest.stop()
             influx.close()
+            for c in clients:
+                c.close()
 
 
 def test_clinic_on_nats_with_workers_killed_and_joining_equals_one_worker_on_mosquitto(tmp_path):

@@ -1,5 +1,5 @@
-"""Turn timing on real walks: poise's turn detection against the annotated U-turns of a
-public lower-back IMU data set (not redistributed here: its repository carries no data
+"""Turn timing and plausibility on real walks: poise's turn detection against the annotated
+U-turns of a public lower-back IMU data set, and the plausibility checks on the same walks (not redistributed here: its repository carries no data
 licence beyond the AGPL of its code, so nothing of it is committed).
 
 Data set: C. Voisard et al., "A reference data set for the study of healthy subject gait
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis import steadi
+from analysis.plausibility import check_imu
 
 
 def load(lb: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,12 +35,27 @@ def load(lb: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def main(folder: str) -> int:
     errors_start, errors_end, errors_dur, durations = [], [], [], []
     missed = 0
+    refused: list[str] = []
+    deg_named = 0
+    for lb_path in sorted(Path(folder).glob("*_lb.txt")):
+        t, acc, gyr = load(lb_path)
+        report = check_imu(t, acc, gyr)
+        if not report.ok:
+            refused.append(f"{lb_path.name}: {report.message()}")
+        slip = check_imu(t, acc, np.degrees(gyr))
+        deg_named += [f.code for f in slip.problems] == ["gyr_unit_deg_s"]
+    n_files = len(list(Path(folder).glob("*_lb.txt")))
+    print(f"plausibility: {n_files - len(refused)} of {n_files} walks pass; refused: {refused}")
+    print(f"the same walks with the gyroscope in deg/s: {deg_named} named as deg/s")
     for meta_path in sorted(Path(folder).glob("*.json")):
         meta = json.loads(meta_path.read_text())
         lb = meta_path.with_name(meta_path.stem + "_lb.txt")
         if not lb.exists() or "UTurnBoundaries" not in meta:
             continue
         t, acc, gyr = load(lb)
+        if not np.all(np.diff(t) > 0):  # a repeated packet counter: drop the repeats
+            keep = np.concatenate([[True], np.diff(t) > 0])
+            t, acc, gyr = t[keep], acc[keep], gyr[keep]
         a_ref, b_ref = (v / 100.0 for v in meta["UTurnBoundaries"])
         m = steadi.trunk_motion(t, acc, gyr)
         turns = steadi.find_turns(t, m.yaw_rate_rad_s)

@@ -27,6 +27,23 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*POISE, *args], capture_output=True, text=True, timeout=120, check=False)
 
 
+def _connack(port: int, user: str, password: str) -> str:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    box: dict[str, str] = {}
+    done = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.username_pw_set(user, password)
+    c.on_connect = lambda c, u, f, rc, p: (box.setdefault("rc", str(rc)), done.set())
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+    return box.get("rc", "no answer")
+
+
 def _pids(folder: Path) -> dict[str, int]:
     return json.loads((folder / "stack.json").read_text())["pids"]
 
@@ -47,6 +64,16 @@ def test_stack_up_twice_reuses_it_and_down_stops_all(tmp_path: Path):
         env = run("stack", "env", "--dir", str(tmp_path))
         assert env.returncode == 0
         assert "export POISE_INGEST_MQTT_USER=poise.ingest" in env.stdout.splitlines()
+        # a new site's gateway login, added to the running broker
+        new = run("stack", "env", "--dir", str(tmp_path), "--site", "s9")
+        assert new.returncode == 0, new.stderr
+        exported = dict(
+            line.removeprefix("export ").split("=", 1) for line in new.stdout.splitlines()
+        )
+        assert exported["POISE_GATEWAY_MQTT_USER"] == "s9"
+        password = Path(exported["POISE_GATEWAY_MQTT_PASSWORD_FILE"]).read_text().strip()
+        assert _connack(a["mqtt"]["port"], "s9", password) == "Success"
+        assert _connack(a["mqtt"]["port"], "s9", "wrong") == "Not authorized"
         # one of the two dies: up refuses (it would start a second one beside the survivor)
         os.kill(pids["influxdb"], signal.SIGKILL)
         deadline = time.monotonic() + 10

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from analysis import progression as pr
+from analysis import trends as tr
 from poise import history as h
 from poise.report import data as d
 
@@ -104,3 +105,33 @@ def test_suggestions_on_seeded_history() -> None:
             assert "rom_losing_range" in got, patient
             assert got & {"pain_rising", "pain_high"}, patient
             assert not got & {"rom_target_reached", "balance_ready"}, patient
+
+
+def test_a_clinic_sets_its_mdc_defaults() -> None:
+    rules = pr.parse_rules(RULE + '\n[mdc]\ntug_s = 3.0\nrms_m_s2 = "30 %"\n', "clinic.toml")
+    params = rules.trend_params()
+    assert params.mdc_defaults["tug_s"].value(12.0) == 3.0
+    assert params.mdc_defaults["rms_m_s2"].value(0.2) == pytest.approx(0.06)
+    assert params.mdc_defaults["stands"].mdc == 2.5  # the shipped default stays
+    # two baseline sessions: the default applies
+    out = tr.trend(
+        "tug_s",
+        [0, 1, 2, 3, 4, 5, 6],
+        [12, 12, 11.5, 11, 10, 9.5, 9.4],
+        params,
+        baseline_mask=[True, True] + [False] * 5,
+    )
+    assert out.mdc == 3.0
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("knee = 2", "field 'mdc.knee'"),
+        ('tug_s = "x %"', "field 'mdc.tug_s'"),
+        ("tug_s = -1", "field 'mdc.tug_s'"),
+    ],
+)
+def test_bad_mdc_defaults_name_the_field(table: str, message: str) -> None:
+    with pytest.raises(pr.RulesError, match=message.replace(".", r"\.")):
+        pr.parse_rules(RULE + f"\n[mdc]\n{table}\n", "clinic.toml")

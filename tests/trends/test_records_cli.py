@@ -120,6 +120,7 @@ def test_report_pdf_and_html(seeded, tmp_path: Path) -> None:
     assert summary["flagged"] is True
     assert summary["figures"] == FIGURES
     assert pdf.read_bytes().startswith(b"%PDF")
+    assert pdf.stat().st_mode & 0o077 == 0  # health data: owner only
     subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) >= 2
@@ -270,6 +271,7 @@ def test_csv_and_parquet_exports_with_raw_samples(seeded, tmp_path: Path) -> Non
         str(tmp_path / "pq"),
     )
     assert code == 0, err
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "csv").iterdir())
     table = pq.read_table(tmp_path / "pq" / f"{patient}-sessions.parquet")
     assert table.num_rows == n_sessions
     assert str(table.schema.field("pain_0_10").type) == "double"
@@ -323,24 +325,3 @@ def test_the_demo_ends_with_a_report(seeded, tmp_path: Path) -> None:
         path = demo_report(db, tmp_path, patients=3)
     assert path.name == "report-p003.pdf"
     assert path.read_bytes().startswith(b"%PDF")
-
-
-def test_the_console_hook_reads_age_band_and_sex_from_the_records(seeded, tmp_path: Path) -> None:
-    pytest.importorskip("sqlalchemy")
-    from poise.console.db import Patient, open_db
-    from poise.report import stylesheet
-    from poise.report.console import console_report
-
-    url, truth = seeded
-    worsening = next(p for p, t in truth["patients"].items() if t["course"] == "worsening")
-    factory = open_db(tmp_path / "console")
-    with factory() as db:
-        db.add(Patient(id=worsening, site="demo", age_band="80-84", sex="female"))
-        db.commit()
-        report = console_report(lambda: admin(url), css_href="/static/report.css")
-        html = report(db, worsening)
-    assert '<link rel="stylesheet" href="/static/report.css">' in html
-    assert "<style>" not in html  # the console's CSP refuses inline styles
-    assert "Age band</b> 80-84" in html
-    assert "not compared with its norm" not in html
-    assert "@page" in stylesheet()

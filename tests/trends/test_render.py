@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from analysis import trends as tr
 from poise import history as h
 from poise.report import data as d
@@ -40,10 +42,22 @@ def test_a_change_sentence_says_what_by_how_much_against_what() -> None:
     assert "p = 0.001" in text
 
 
-def test_the_model_of_a_worsening_patient() -> None:
+@pytest.fixture(scope="module")
+def model() -> render.Model:
     points, truth = h.generate(h.HistoryConfig(patients=3, seed=0))
     info = truth["patients"]["h003"]
-    model = render.build(d.from_points(points, "h003"), d.profile(info["age_band"], info["sex"]))
+    return render.build(d.from_points(points, "h003"), d.profile(info["age_band"], info["sex"]))
+
+
+def test_the_style_is_inline_or_linked(model: render.Model) -> None:
+    assert "<style>" in render.to_html(model)
+    linked = render.to_html(model, css_href="/static/report.css")
+    assert '<link rel="stylesheet" href="/static/report.css">' in linked
+    assert "<style>" not in linked  # for pages whose CSP refuses inline styles
+    assert "@page" in render.stylesheet()
+
+
+def test_the_model_of_a_worsening_patient(model: render.Model) -> None:
     assert model.review.flagged
     assert [f.number for f in model.figures] == [1, 2, 3, 4, 5, 6]
     assert all(f.svg.lstrip().startswith("<?xml") for f in model.figures)
@@ -77,3 +91,23 @@ def test_a_report_without_steadi_tests_says_so() -> None:
     no_steadi = [p for p in points if p["tags"].get("exercise") in (None, "quiet_stance")]
     model = render.build(d.from_points(no_steadi, "h001"))
     assert "no data in this period" in model.figures[-3].svg  # the STEADI panels
+
+
+def test_the_committed_sample_is_current(tmp_path) -> None:
+    """docs/samples is generated (python -m poise.report.sample docs/samples); its words and
+    numbers must match the code (the SVG bytes may differ between matplotlib versions)."""
+    from pathlib import Path
+
+    from poise.report import sample
+
+    def words(html: str) -> str:
+        return re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "", html)
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    (tmp_path / "fhir").mkdir()
+    sample.main(tmp_path / "samples", pdf=False)
+    fresh = (tmp_path / "samples" / "report-h003.html").read_text(encoding="utf-8")
+    committed = (docs / "samples" / "report-h003.html").read_text(encoding="utf-8")
+    assert words(fresh) == words(committed), (
+        "regenerate: python -m poise.report.sample docs/samples"
+    )

@@ -142,3 +142,29 @@ def test_review_of_a_well_patient_has_no_reasons() -> None:
 def test_weekly_means() -> None:
     t = [0.0, DAY, 8 * DAY, 15 * DAY, 16 * DAY]
     assert tr.weekly(t, [1, 3, 5, 7, math.nan], 0.0) == [(0, 2.0), (1, 5.0), (2, 7.0)]
+
+
+def test_theil_sen_is_the_median_of_pairwise_slopes() -> None:
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.uniform(0, 84 * DAY, 20))
+    y = rng.normal(0, 1, 20)
+    w = t / tr.WEEK_S
+    pairwise = [(y[j] - y[i]) / (w[j] - w[i]) for i in range(20) for j in range(i + 1, 20)]
+    assert tr.theil_sen_per_week(t, y) == pytest.approx(float(np.median(pairwise)), rel=1e-9)
+
+
+def test_export_session_windows_merge() -> None:
+    from poise.export import session_windows
+    from poise.report.data import PatientData
+
+    data = PatientData(
+        "p",
+        0,
+        1,
+        sessions=[
+            {"time_s": 1000.0, "duration_s": 600.0},
+            {"time_s": 1500.0, "duration_s": 100.0},
+            {"time_s": 9000.0, "duration_s": 60.0},
+        ],
+    )
+    assert session_windows(data) == [(940.0, 1660.0), (8940.0, 9120.0)]

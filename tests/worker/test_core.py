@@ -116,7 +116,8 @@ def test_live_alerts_only_where_due(plans):
     assert (silent.fields["end_ns"] - T0) / 1e9 == pytest.approx(hi, abs=0.2)
     # live scores of every kind, each with its algorithm version
     measurements = Counter(p.measurement for _s, _p, p in out1.points)
-    assert {"sway_live", "joint_live", "intensity_live"} <= set(measurements)
+    assert {"sway_live", "sway_trace", "joint_live", "intensity_live"} <= set(measurements)
+    assert measurements["sway_trace"] == 10 * measurements["sway_live"]  # 10 Hz
     assert all(p.tags["algorithm_version"] for _s, _p, p in out1.points)
     # one trial job per trial, then the session's
     assert [j.kind for j in out1.jobs] == ["trial"] * len(p1.trials) + ["session"]
@@ -149,8 +150,15 @@ def test_events_ahead_of_or_behind_the_data(plans, ref2, lead_s):
     assert [j.payload["info"] if j.kind == "trial" else j.payload for j in got.jobs] == [
         j.payload["info"] if j.kind == "trial" else j.payload for j in ref2.jobs
     ]
+    for g, r in zip(got.jobs, ref2.jobs, strict=True):
+        # samples seen before the stop: what the summary waits for; never more than stored
+        for sensor, n in g.payload.get("seen_samples", {}).items():
+            assert n <= r.payload["seen_samples"][sensor] + 2
     if lead_s > 0:
-        assert [j.payload for j in got.jobs] == [j.payload for j in ref2.jobs]
+        drop = ("seen_samples",)
+        assert [{k: v for k, v in j.payload.items() if k not in drop} for j in got.jobs] == [
+            {k: v for k, v in j.payload.items() if k not in drop} for j in ref2.jobs
+        ]
         assert [k for k, _t in kinds(got, "p002")] == [k for k, _t in kinds(ref2, "p002")]
 
 
@@ -186,9 +194,14 @@ def test_trial_summaries_match_the_truth(plans):
         }
         for tr in p.trials:
             info = TrialInfo(
-                p.session, tr.id, tr.exercise, tr.condition, tr.side,
-                T0 + round(tr.start_s * 1e9), T0 + round(tr.stop_s * 1e9),
-            )  # fmt: skip
+                p.session,
+                tr.id,
+                tr.exercise,
+                tr.condition,
+                tr.side,
+                T0 + round(tr.start_s * 1e9),
+                T0 + round(tr.stop_s * 1e9),
+            )
             roles = trial_sensors(info, places)
             data = {
                 r: full[s].between(info.start_ns / 1e9, info.stop_ns / 1e9)
@@ -227,9 +240,11 @@ def _event(**kw) -> bytes:
 def test_bad_events_are_refused_and_counted():
     core = WorkerCore()
     start = _event(
-        type="session_start", id="e-1", session="s-1",
+        type="session_start",
+        id="e-1",
+        session="s-1",
         placement=[{"sensor": "p1-back", "segment": "lower_back"}],
-    )  # fmt: skip
+    )
     cases = [
         (b"{oops", "malformed_json"),
         (_event(type="trial_stop", id="e-2", session="s-1", trial="t-1"), "unknown_session"),
@@ -238,13 +253,16 @@ def test_bad_events_are_refused_and_counted():
         (_event(type="session_start", id="e-3", session="s-2", placement=[]), "session_open"),
         (_event(type="trial_stop", id="e-4", session="s-1", trial="t-1"), "trial_not_started"),
         (_event(type="trial_start", id="e-5", session="s-1", trial="t-1", exercise="tug"), None),
-        (_event(type="trial_start", id="e-6", session="s-1", trial="t-2", exercise="tug"), "trial_open"),
+        (
+            _event(type="trial_start", id="e-6", session="s-1", trial="t-2", exercise="tug"),
+            "trial_open",
+        ),
         (_event(type="note", id="e-7", session="s-1", text="feels dizzy"), "free_text"),
         (_event(type="note", id="bad id", session="s-1"), "bad_id"),
         (_event(type="note", id="e-8", session="s-1", pain_0_10=12), "out_of_range"),
         (_event(type="jump", id="e-9", session="s-1"), "unknown_type"),
         (json.dumps([1, 2]).encode(), "not_an_object"),
-    ]  # fmt: skip
+    ]
     expected: Counter[str] = Counter()
     for payload, reason in cases:
         core.on_event(SITE, "p1", payload)
@@ -265,9 +283,31 @@ def test_duplicate_frames_and_status(plans):
     assert core.counts["samples"] == before
     assert core.counts["duplicate_frames"] == 1
     sensor = p.sensor("shank")
-    low = core.on_status(SITE, sensor, json.dumps({"kind": "sensor", "battery_pct": 9}).encode())
+    core.on_frame(SITE, p.patient, frame(p, "shank", "shank", 600), arrival_s=50.0)
+    # what the BLE gateways report (collector.ble.SensorStats.as_status)
+    status = {
+        "kind": "sensor",
+        "online": True,
+        "battery_pct": 9,
+        "effective_rate_hz": 99.5,
+        "samples": 990,
+        "lost_samples": 10,
+        "jitter_ms": 4.0,
+        "rssi_dbm": -60,
+    }
+    low = core.on_status(SITE, sensor, json.dumps(status).encode(), now_s=51.5)
     assert [a.tags["kind"] for _s, _p, a in low.alerts] == ["battery_low"]
-    assert low.points[0][2].measurement == "sensor_status"
+    point = low.points[0][2]
+    assert point.measurement == "sensor_status"
+    assert point.fields == {
+        "online": True,
+        "rate_hz": 99.5,
+        "lost_pct": 1.0,
+        "jitter_ms": 4.0,
+        "battery_pct": 9.0,
+        "rssi_dbm": -60.0,
+        "silent_s": 1.5,
+    }
     again = core.on_status(SITE, sensor, json.dumps({"kind": "sensor", "battery_pct": 8}).encode())
     assert again.alerts == []  # the same episode
     ok = core.on_status(SITE, sensor, json.dumps({"kind": "sensor", "battery_pct": 80}).encode())

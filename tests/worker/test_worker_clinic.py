@@ -235,7 +235,7 @@ def test_clinic_session_with_a_worker_killed_mid_trial(stack, influx, tmp_path):
     assert silent["active"] is False
 
     # --- live scores were written and carry their algorithm version ---
-    for m in ("sway_live", "joint_live", "intensity_live"):
+    for m in ("sway_live", "sway_trace", "joint_live", "intensity_live"):
         n = influx.scalar(f'SELECT count(*) FROM "derived"."{m}"')
         assert n, m
 

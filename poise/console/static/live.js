@@ -6,11 +6,16 @@
   var root = document.getElementById("live");
   if (!root || !window.EventSource) { return; }
   var WINDOW_S = 30;
-  var sway = [[], [], [], [], []];   // t, ap, ml, +limit, -limit
+  var swayRows = [];                 // [t, ap, ml, rms] sorted by t; a row has a trace or an RMS
+  var sway = [[], [], [], [], []];   // columns for uPlot: t, ap, ml, rms, limit
   var joint = [[], [], [], []];      // t, angle, target, max
   var state = { target_rom_deg: null, max_rom_deg: null, sway: {} };
   var received = [];                 // for the latency benchmark: [t_s of point, ms arrival]
-  window.poiseLive = { received: received, points: function () { return sway[0].length + joint[0].length; } };
+  window.poiseLive = {
+    received: received,
+    points: function () { return swayRows.length + joint[0].length; },
+    joint: function () { return joint; }
+  };
 
   function width(el) { return Math.max(280, el.clientWidth || 600); }
   function axis(label) { return { label: label, stroke: "#111", grid: { stroke: "#ddd" }, ticks: { stroke: "#999" } }; }
@@ -19,9 +24,12 @@
   var swayPlot = new uPlot({
     width: width(swayEl), height: 240, legend: { show: true },
     scales: { x: { time: true } },
-    axes: [axis("time"), axis("m/s²")],
-    series: [{}, { label: "AP", stroke: "#0b5cad", width: 2 }, { label: "ML", stroke: "#b45f06", width: 2 },
-      { label: "limit", stroke: "#b00020", dash: [8, 6], width: 2 }, { label: "−limit", stroke: "#b00020", dash: [8, 6], width: 2 }]
+    axes: [axis("time"), Object.assign(axis("m/s²"), {
+      size: 60, values: function (u, vals) { return vals.map(function (v) { return +v.toPrecision(3); }); }
+    })],
+    series: [{}, { label: "AP", stroke: "#0b5cad", width: 2, spanGaps: true }, { label: "ML", stroke: "#b45f06", width: 2, spanGaps: true },
+      { label: "RMS", stroke: "#111", width: 3, spanGaps: true, points: { show: true, size: 6 } },
+      { label: "limit", stroke: "#b00020", dash: [8, 6], width: 2, spanGaps: true }]
   }, sway, swayEl);
   var jointPlot = new uPlot({
     width: width(jointEl), height: 240, legend: { show: true },
@@ -45,25 +53,35 @@
   function swayLimit() {
     var s = state.sway || {};
     if (s.baseline_rms_m_s2 == null) { return null; }
-    // the band the worker alerts on: the patient's baseline RMS plus the MDC, drawn ± as
-    // an envelope for the raw trace
+    // the band the worker alerts on: the patient's baseline RMS plus the MDC (for the RMS line)
     return s.baseline_rms_m_s2 + (s.mdc_rms_m_s2 || 0);
   }
-  function addPoints(msg) {
-    var lim = swayLimit(), now = performance.timeOrigin + performance.now();
-    msg.sway.forEach(function (p) {
-      sway[0].push(p[0]); sway[1].push(p[1]); sway[2].push(p[2]);
-      sway[3].push(lim); sway[4].push(lim == null ? null : -lim);
-      received.push([p[0], now]);
+  function swayColumns() {
+    var lim = swayLimit(), t = swayRows.length ? swayRows[swayRows.length - 1][0] : 0, n = 0;
+    while (n < swayRows.length && swayRows[n][0] < t - WINDOW_S) { n++; }
+    if (n) { swayRows.splice(0, n); }
+    sway = [[], [], [], [], []];
+    swayRows.forEach(function (r) {
+      sway[0].push(r[0]); sway[1].push(r[1]); sway[2].push(r[2]); sway[3].push(r[3]); sway[4].push(lim);
     });
+  }
+  function addPoints(msg) {
+    var now = performance.timeOrigin + performance.now(), unsorted = false;
+    function row(r) {
+      if (swayRows.length && r[0] < swayRows[swayRows.length - 1][0]) { unsorted = true; }
+      swayRows.push(r);
+    }
+    msg.sway.forEach(function (p) { row([p[0], p[1], p[2], null]); received.push([p[0], now]); });
+    (msg.sway_rms || []).forEach(function (p) { row([p[0], null, null, p[1]]); received.push([p[0], now]); });
+    if (unsorted) { swayRows.sort(function (a, b) { return a[0] - b[0]; }); }
     msg.joint.forEach(function (p) {
       joint[0].push(p[0]); joint[1].push(p[1]);
       joint[2].push(state.target_rom_deg); joint[3].push(state.max_rom_deg);
       received.push([p[0], now]);
     });
     if (received.length > 5000) { received.splice(0, received.length - 5000); }
-    trim(sway); trim(joint);
-    if (msg.sway.length || msg.snapshot) { swayPlot.setData(sway); }
+    trim(joint);
+    if (msg.sway.length || (msg.sway_rms || []).length || msg.snapshot) { swayColumns(); swayPlot.setData(sway); }
     if (msg.joint.length || msg.snapshot) { jointPlot.setData(joint); }
     if (joint[1].length) { text("angle", joint[1][joint[1].length - 1].toFixed(0) + "°"); }
   }
@@ -116,7 +134,7 @@
   es.onmessage = function (ev) {
     var msg = JSON.parse(ev.data);
     var trial = msg.state ? msg.state.trial : lastTrial;
-    if (msg.snapshot || trial !== lastTrial) { sway.forEach(function (c) { c.length = 0; }); joint.forEach(function (c) { c.length = 0; }); }
+    if (msg.snapshot || trial !== lastTrial) { swayRows.length = 0; joint.forEach(function (c) { c.length = 0; }); }
     lastTrial = trial;
     if (msg.state) { show(msg.state); }
     addPoints(msg);
