@@ -144,7 +144,8 @@ def test_collect_virtual_runs_the_example_gateway_config(tmp_path: Path):
     config = tmp_path / "gateway.toml"
     config.write_text(text.replace("port = 1883", f"port = {port}", 1))
     try:
-        # the gateway logs in as its site: eval "$(poise stack env --dir DIR --site clinic-a)"
+        # a gateway's broker user is its site id (the ACL lets it publish to its own site
+        # only): eval "$(poise stack env --dir DIR --site clinic-a)"
         exported = run("stack", "env", "--dir", str(tmp_path / "stack"), "--site", "clinic-a")
         assert exported.returncode == 0, exported.stderr
         env = dict(
