@@ -56,6 +56,8 @@ class Engine(Protocol):
 
     def set_state(self, state: dict[str, Any]) -> None: ...
 
+    def close(self) -> None: ...  # the partition moved on: write nothing more
+
 
 @dataclass(frozen=True)
 class OwnerParams:
@@ -199,6 +201,7 @@ class PartitionOwner:
                 exc = part.task.exception() if not part.task.cancelled() else None
                 log.warning("partition %d stopped (%s); giving it up", k, exc)
                 self.stats.lost += 1
+                part.engine.close()
                 del self.owned[k]
                 continue
             try:
@@ -209,6 +212,7 @@ class PartitionOwner:
                 log.warning("lost the lease of partition %d", k)
                 self.stats.lost += 1
                 part.stop.set()
+                part.engine.close()
                 del self.owned[k]
         while len(self.owned) > target:
             await self._release(max(self.owned, key=lambda k: _preference(self.member, k)))
@@ -255,7 +259,9 @@ class PartitionOwner:
         try:
             await self._checkpoint(part)
         except FencedError:
+            part.engine.close()
             return
+        part.engine.close()  # its pending summaries are in the checkpoint, for the next owner
         with contextlib.suppress(Exception):
             await self._kv[layout.KV_LEASES].delete(f"p{k}", last=part.lease_rev)
         self.stats.released += 1

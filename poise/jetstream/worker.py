@@ -53,8 +53,12 @@ class WorkerEngine:
         self._closing = False
 
     def close(self) -> None:
-        """The worker is stopping: a summary cut short stays pending in the checkpoint."""
+        """The partition moved on (or the worker stops): write nothing more; summaries not
+        written stay pending in the checkpoint, for the next owner."""
         self._closing = True
+
+    def closed(self) -> bool:
+        return self._closing
 
     # --- the partition's messages ---
     def handle(self, routed: layout.Routed, payload: bytes) -> None:
@@ -116,10 +120,16 @@ class WorkerEngine:
         self._jobs.submit(self._run_job, job)
 
     def _run_job(self, job: Job) -> None:
+        if self.closed():
+            return
         try:
             points, alerts = run_job(self.influx, job, self.sp)
+            if self.closed():
+                # the partition moved to another worker meanwhile: the summary is its to
+                # write (from the checkpoint), and two writers could disagree
+                return
         except Exception as exc:
-            if self._closing:
+            if self.closed():
                 log.info("stopping: the %s summary stays pending for the next owner", job.kind)
                 return
             log.exception("a %s summary failed; it stays pending in the checkpoint (%s)",

@@ -35,6 +35,9 @@ class CountEngine:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def get_state(self) -> dict[str, Any]:
         return {"samples": dict(self.samples)}
 
