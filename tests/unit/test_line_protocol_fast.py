@@ -81,7 +81,7 @@ def random_frame(rng: np.random.Generator, channels: tuple[str, ...]) -> Frame:
     scale = 10.0 ** rng.integers(-40, 39, size=(n, len(channels)))
     data = (rng.standard_normal((n, len(channels))) * scale).astype(np.float32)
     mask = rng.random(data.shape) < 0.3
-    data[mask] = rng.choice(SPECIAL, size=int(mask.sum()))
+    data[mask] = rng.choice(SPECIAL, size=int(np.count_nonzero(mask)))
     t0 = int(rng.integers(0, 2**62))
     period = int(rng.integers(1, 2**32))
     return Frame(f"s{rng.integers(100)}", 0, t0, period, channels, data)
