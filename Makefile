@@ -28,11 +28,14 @@ $(STAMP): pyproject.toml
 # scale-out tests), InfluxDB 1.x, the libraries WeasyPrint renders report PDFs with (pango,
 # harfbuzz; DejaVu is the report's font; poppler-utils lets the tests look at the PDF's
 # pages), and Debian's chromium for the console's browser tests (Playwright drives it; it
-# never downloads a browser). One check, then one apt-get for whatever is missing.
-DEB_PACKAGES := mosquitto mosquitto-clients influxdb nats-server chromium \
+# never downloads a browser), and PostgreSQL for the console's records on a real server
+# (the tests start a throwaway cluster; the system's own service is not used). One check,
+# then one apt-get for whatever is missing.
+DEB_PACKAGES := mosquitto mosquitto-clients influxdb nats-server chromium postgresql \
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core poppler-utils
 NEEDED_FILES := /usr/sbin/mosquitto /usr/bin/mosquitto_sub /usr/bin/influxd /usr/sbin/nats-server \
-  /usr/bin/chromium /usr/bin/pdftoppm /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+  /usr/bin/chromium /usr/bin/pdftoppm /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+  /usr/bin/pg_ctlcluster
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 services:
 	@missing=""; for f in $(NEEDED_FILES); do [ -e $$f ] || missing="$$missing $$f"; done; \

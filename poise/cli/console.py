@@ -72,7 +72,11 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     from poise.console.server import serve
+    from poise.core.ids import id_problem
 
+    problem = id_problem("site", args.site)
+    if problem is not None:
+        raise UsageError(f"--site: {problem}")
     host, port = args.bind
     mqtt_host, mqtt_port = args.mqtt if args.mqtt else (None, None)
     user, password = mqtt_credentials("console")

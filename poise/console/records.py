@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import desc, select
+from sqlalchemy import delete, desc, select
 from sqlalchemy.orm import Session
 
 from poise.console.accounts import audit
@@ -511,3 +511,51 @@ def export(db: Session, pid: str) -> dict[str, Any]:
 
 def staff_list(db: Session) -> list[Staff]:
     return list(db.scalars(select(Staff).order_by(Staff.name)))
+
+
+def forget_patient(
+    db: Session, patient: str, site: str | None = None, dry_run: bool = False
+) -> dict[str, int]:
+    """Erase a patient's clinical records (``poise patient forget``): notes, trials,
+    sessions, prescriptions, events not yet sent, and the patient. Counts what it removes
+    (or would, with ``dry_run``). The audit trail keeps its lines, which name the patient by
+    the pseudonymous id only, and gains one saying the records were erased."""
+    p = db.get(Patient, patient) if is_id(patient) else None
+    if p is None or (site is not None and p.site != site):
+        return {
+            "patient": 0,
+            "prescriptions": 0,
+            "sessions": 0,
+            "trials": 0,
+            "notes": 0,
+            "outbox": 0,
+        }
+    session_ids = list(db.scalars(select(SessionRow.id).where(SessionRow.patient_id == patient)))
+    counts = {
+        "patient": 1,
+        "prescriptions": len(
+            db.scalars(
+                select(PrescriptionRow.row_id).where(PrescriptionRow.patient_id == patient)
+            ).all()
+        ),
+        "sessions": len(session_ids),
+        "trials": len(
+            db.scalars(select(TrialRow.id).where(TrialRow.session_id.in_(session_ids))).all()
+        ),
+        "notes": len(db.scalars(select(Note.id).where(Note.patient_id == patient)).all()),
+        "outbox": len(
+            db.scalars(
+                select(Outbox.seq).where(Outbox.topic == topics.session(p.site, patient))
+            ).all()
+        ),
+    }
+    if dry_run:
+        return counts
+    db.execute(delete(Note).where(Note.patient_id == patient))
+    db.execute(delete(TrialRow).where(TrialRow.session_id.in_(session_ids)))
+    db.execute(delete(SessionRow).where(SessionRow.patient_id == patient))
+    db.execute(delete(PrescriptionRow).where(PrescriptionRow.patient_id == patient))
+    db.execute(delete(Outbox).where(Outbox.topic == topics.session(p.site, patient)))
+    db.delete(p)
+    audit(db, None, "patient_forget", patient)
+    return counts

@@ -333,6 +333,11 @@ class PartitionOwner:
                 if time.monotonic() - last_ckpt >= self.p.checkpoint_every_s:
                     await self._checkpoint(part)
                     last_ckpt = time.monotonic()
+        except FencedError as exc:
+            # another worker owns it now and has written its checkpoint: stop quietly, the
+            # rebalance gives up the partition
+            log.warning("%s; this worker stops reading it", exc)
+            part.stop.set()
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -104,7 +104,12 @@ def test_a_live_session_in_the_browser(stack, tmp_path: Path, browser) -> None:
         sign_in(page, url, "anna", "not the password")
         assert "Wrong user name or password" in page.get_by_role("alert").inner_text()
         shot(page, "login-refused")
-        sign_in(page, url, "anna")
+        # by keyboard only: the name field has the focus, Tab to the password, Enter sends
+        page.goto(f"{url}/login")
+        page.keyboard.type("anna")
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
         page.wait_for_url(f"{url}/")
         shot(page, "room-empty")
 
@@ -195,6 +200,16 @@ def test_a_live_session_in_the_browser(stack, tmp_path: Path, browser) -> None:
         feeder.alert(sid, knee["trial"], "rom_past_limit", 118.0, 110.0, "deg")
         wait_js(page, "document.getElementById('alerts').textContent.includes('rom past limit')")
         shot(page, "live-knee")
+        # on a tablet held upright: one column, every control at least 48 px high
+        page.set_viewport_size({"width": 768, "height": 1024})
+        shot(page, "live-knee-tablet")
+        for control in page.locator(
+            "main button, main select, main input:not([type=hidden]):not([type=checkbox])"
+        ).all():
+            box = control.bounding_box()
+            assert box is not None
+            assert box["height"] >= 47.5, control.evaluate("el => el.outerHTML")
+        page.set_viewport_size({"width": 1280, "height": 900})
 
         # the room, in another tab: the patient, sensors, reps and the open alert first
         room = ctx.new_page()

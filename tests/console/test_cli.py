@@ -48,3 +48,8 @@ def test_duplicate_user_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
     assert main(["user", "add", "anna", "--role", "admin", "--data", str(tmp_path)]) == 0
     assert main(["user", "add", "anna", "--role", "admin", "--data", str(tmp_path)]) == 2
     assert "exists already" in capsys.readouterr().err
+
+
+def test_console_refuses_a_bad_site_id(tmp_path: Path, capsys) -> None:
+    assert main(["console", "--data", str(tmp_path), "--site", "Main Street"]) == 2
+    assert "--site: site id 'Main Street'" in capsys.readouterr().err

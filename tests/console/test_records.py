@@ -183,8 +183,8 @@ def test_refused_trials(staffed) -> None:
     ("pid", "message"),
     [
         ("Jane Doe", "pseudonymous ids only"),
-        ("jd-1950-03-02", "looks like a name or a date"),
-        ("Jane_Doe", "looks like a name or a date"),
+        ("jd-1950-03-02", "looks like a (date or a name|name or a date)"),
+        ("Jane_Doe", "looks like a (date or a name|name or a date)"),
     ],
 )
 def test_refused_patient_ids(staffed, pid: str, message: str) -> None:
@@ -229,3 +229,32 @@ def test_vendored_files_match_their_recorded_integrity() -> None:
     for name, integrity in found.items():
         digest = base64.b64encode(hashlib.sha384((vendor / name).read_bytes()).digest()).decode()
         assert integrity == f"sha384-{digest}", name
+
+
+def test_forget_patient_erases_the_clinical_records(staffed) -> None:
+    with staffed.begin() as s:
+        _patient(s)
+        _patient(s, "p002")
+        records.save_prescription(s, "p001", records.EXAMPLE_RX.replace("PID", "p001"), 1)
+        sess = records.start_session(s, "clinic", "p001", 1)
+        t = records.start_trial(s, "clinic", sess.id, {"exercise": "quiet_stance"}, 1)
+        records.stop_trial(s, "clinic", sess.id, t.id, False, 1)
+        records.add_note(s, "p001", "free text", 1, sess.id)
+    with staffed.begin() as s:
+        dry = records.forget_patient(s, "p001", site="clinic", dry_run=True)
+        assert dry == {
+            "patient": 1,
+            "prescriptions": 1,
+            "sessions": 1,
+            "trials": 1,
+            "notes": 1,
+            "outbox": 3,
+        }
+        assert records.forget_patient(s, "p001", site="elsewhere")["patient"] == 0
+        assert records.forget_patient(s, "p001", site="clinic") == dry
+    with staffed() as s:
+        assert s.get(records.Patient, "p001") is None
+        assert s.get(records.Patient, "p002") is not None
+        assert records.export(s, "p002")["sessions"] == []
+        assert s.scalars(select(Outbox)).all() == []
+        assert s.scalar(select(Audit).where(Audit.action == "patient_forget")).target == "p001"
