@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -148,6 +149,22 @@ class _BufferedClient(mqtt.Client):
         ):
             rc = super().loop_read(max_packets)
         return rc
+
+    def _packet_write(self) -> MQTTErrorCode:
+        # The ingest acknowledges a batch's frames at once: send the queued PUBACKs (4 bytes
+        # each) in one write instead of one each. Nothing else is merged.
+        out = self._out_packet
+        if len(out) > 1 and _is_fresh_puback(out[0]) and _is_fresh_puback(out[1]):
+            merged = [out.popleft()]
+            while out and len(merged) < 8192 and _is_fresh_puback(out[0]):
+                merged.append(out.popleft())
+            body = b"".join(bytes(p["packet"]) for p in merged)
+            out.appendleft({**merged[0], "packet": body, "to_process": len(body), "pos": 0})
+        return super()._packet_write()
+
+
+def _is_fresh_puback(packet: Any) -> bool:
+    return bool(packet["command"] & 0xF0 == PUBACK and packet["pos"] == 0)
 
 
 @dataclass

@@ -81,11 +81,13 @@ def frame_text(frame: Frame, tags: Mapping[str, str], measurement: str = RAW_MEA
     one ``%`` over the whole frame costs about half of one per line)."""
     n = frame.n_samples
     template = "\n".join([_line_template(measurement, tuple(tags.items()), frame.channels)] * n)
-    t0, period = frame.t0_ns, frame.period_ns
-    rows = frame.data.tolist()
-    for i, row in enumerate(rows):
-        row.append(t0 + i * period)
-    return template % tuple([v for row in rows for v in row])
+    values: list[float | int] = []
+    t, period = frame.t0_ns, frame.period_ns
+    for row in frame.data.tolist():
+        values.extend(row)
+        values.append(t)
+        t += period
+    return template % tuple(values)
 
 
 @lru_cache(maxsize=4096)
