@@ -10,20 +10,22 @@ method here never needs it (after Seel, Raisch & Schauer 2014, Sensors 14:6891):
    direction ``u`` seen from each sensor is also turned only about the axis, so
    ``u1 . j1 = u2 . j2`` (the accelerometer constraint of Olsson et al. 2020 in the form
    that needs no sensor-to-joint offsets, since ``u`` comes from VQF). Both residuals are
-   minimised by Gauss-Newton (SciPy's ``least_squares``) over the two unit vectors. The fit
-   is repeated each time the relative motion seen so far doubles, from the previous axes,
-   and its covariance gives ``axis_sd_deg`` and ``axis_confidence``.
+   minimised over the two unit vectors by SciPy's ``least_squares`` (trust-region
+   Gauss-Newton, a robust soft-L1 loss, an analytic Jacobian). The fit is repeated each
+   time the relative motion seen so far doubles, from the previous axes, and its covariance
+   gives ``fit_.sd_deg`` and ``axis_confidence``.
 2. **Angle.** Seen in the plane perpendicular to its axis, earth's up direction turns by
    exactly the hinge angle more in the distal sensor than in the proximal one. So the angle
    is the azimuth of ``u1`` about ``j1`` minus that of ``u2`` about ``j2``; ``u`` is each
    sensor's VQF inclination (gyroscope and accelerometer fused, gyro bias estimated). No
    heading enters. The angle is 0 at the neutral pose (the first ``neutral_s``).
 
-What it cannot see: when the hinge axis is vertical the up direction carries no angle (flag
-``axis_vertical``); with the proximal segment still, its axis is not observable, but then
-it does not matter (its up direction does not move); and for motion in one vertical plane
-only the pairing of the two axes' signs is decided from the horizontal accelerations the two
-sensors share (``pairing_score``).
+What it cannot see: when the hinge axis is vertical the up direction carries no angle (not
+flagged yet); with the proximal segment still, its axis is not observable, but then it does
+not matter (its up direction does not move); and for motion in one vertical plane the
+pairing of the two axes' signs rests on the horizontal accelerations the two sensors share
+(``pairing_score``); thigh and shank turning in fixed proportion in one plane leave the
+axes nearly unobservable (docs/metrics.md).
 
 Streaming equals batch: every decision (when to fit, which samples are evidence) is fixed by
 sample counts and the data, never by how the stream was chunked.
@@ -54,8 +56,12 @@ VQF_PARAMS = {"tauAcc": 2.0, "biasSigmaInit": 2.0}
 PAIRING_FLIP_SCORE = 5.0
 # both pairing signals this strong, and opposed: the pairing is in doubt
 AMBIGUOUS_T = 3.0
+# the axis tilts clearly more than the orientations' error (sd of u . j, about 2°)
+TILT_SD_CLEAR = 0.035
 # a refit reverses the flexion sign only when the movement seen is this one-sided the other way
 SIGN_FLIP_BALANCE = 0.5
+# robust loss for the axis fit: residuals beyond 0.05 rad/s (moments that are no hinge
+# motion, such as impacts) count less than quadratically (chosen on tests/data/joint)
 LOSS = "soft_l1"
 F_SCALE = 0.05
 
@@ -68,7 +74,7 @@ class HingeParams:
     motion_threshold_rad_s: float = 0.1  # a sample is evidence when a segment turns faster
     relative_threshold_rad_s: float = 0.15  # relative rotation counts above this rate
     max_evidence: int = 1000  # samples kept for the fit (thinned evenly beyond that)
-    invert: bool = False  # flip the sign (e.g. an ankle whose first movement is plantarflexion)
+    invert: bool = False  # for a joint that moves mostly against flexion (ankle plantarflexion)
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,11 @@ def fit_axes(
     if prior is not None:  # keep the signs chosen before ...
         j1 = j1 if float(j1 @ prior[0]) >= 0 else -j1
         j2 = j2 if float(j2 @ prior[1]) >= 0 else -j2
-    score = pairing_score(j1, j2, u1, u2, a1, a2)
+    t_incl, t_acc = pairing_terms(j1, j2, u1, u2, a1, a2)
+    # an axis that tilts back and forth clearly more than VQF's own error (about 1°) decides
+    # the pairing alone; otherwise both signals count, and a contradiction is a doubt
+    tilting = min(float(np.std(u1 @ j1)), float(np.std(u2 @ j2))) > TILT_SD_CLEAR
+    score = t_incl if tilting else t_incl + t_acc
     if (prior is None and score < 0) or score < -PAIRING_FLIP_SCORE:
         j1 = -j1  # ... unless the evidence now clearly says otherwise
     # covariance of the tangent parameters, s^2 (J^T J + s^2/prior^2)^-1 at the optimum; the
@@ -244,8 +254,7 @@ def fit_axes(
     sd = sd2 + share * sd1
     # when the two pairing signals contradict each other, a wrong pairing would err by twice
     # the proximal segment's own turning about its axis: count that as uncertainty
-    t_incl, t_acc = pairing_terms(j1, j2, u1, u2, a1, a2)
-    if t_incl * t_acc < 0 and min(abs(t_incl), abs(t_acc)) > AMBIGUOUS_T:
+    if not tilting and t_incl * t_acc < 0 and min(abs(t_incl), abs(t_acc)) > AMBIGUOUS_T:
         az1 = np.unwrap(azimuth_rad(u1, j1))
         sd += 2.0 * float(np.degrees(np.std(az1)))
     sd = float(min(sd, 90.0))

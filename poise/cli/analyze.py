@@ -506,7 +506,9 @@ def add_commands(sub: Any) -> None:
         "upper arm, shank) and --distal (shank, forearm, foot), strapped on in any orientation. "
         "Hip and shoulder from one sensor on the moving segment (--segment): its inclination "
         "change. The first --neutral-s seconds must be a still neutral pose (angle 0); the "
-        "first movement after it counts as flexion (positive).",
+        "direction the joint mostly moves in from it counts as flexion (positive; --invert "
+        "flips it). The flexion axes are learnt from the movement (no heading alignment, so a "
+        "still thigh or upper arm is fine); quality.axis_confidence says how well.",
     )
     q.add_argument("--proximal", type=Path, help="CSV of the sensor on the proximal segment")
     q.add_argument("--distal", type=Path, help="CSV of the sensor on the distal segment")

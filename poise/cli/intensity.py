@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from poise.cli.common import UsageError, print_json, table
-from poise.core.csvio import CsvError, read_imu_csv
 
 ORDER = 41  # right after `poise analyze`, which it extends
 
 
 def cmd_intensity(args: argparse.Namespace) -> int:
     from analysis import intensity as it
+    from poise.cli.analyze import _load_checked
 
-    try:
-        rec = read_imu_csv(args.file, min_samples=2)
-    except CsvError as exc:
-        raise UsageError(str(exc)) from None
+    # units and signal sanity first, as for every analysis (docs/metrics.md, plausibility)
+    rec, _report = _load_checked(args.file, args, needs_gyr=False)
     hr_params = None
     hr = None
     if (args.hr_rest is None) != (args.hr_max is None):
@@ -93,6 +91,9 @@ def add_commands(sub: Any) -> None:
         "With an hr_bpm column and --hr-rest/--hr-max: time in %%HRR zones and Edwards TRIMP.",
     )
     q.add_argument("file", type=Path)
+    from poise.cli.analyze import _add_unit_args
+
+    _add_unit_args(q)
     q.add_argument(
         "--placement",
         choices=("lumbar", "wrist", "thigh"),

@@ -29,6 +29,13 @@ def add_history_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--influx", metavar="URL", default=None, help="e.g. http://127.0.0.1:8086")
     g.add_argument("--database", default="poise", help="InfluxDB database (default poise)")
     g.add_argument(
+        "--until",
+        default=None,
+        metavar="DATE",
+        help="the history ends at the end of this day, YYYY-MM-DD (default now); the same "
+        "seed and day write the same points, so a rerun overwrites instead of adding",
+    )
+    g.add_argument(
         "--effect",
         type=float,
         default=1.0,
@@ -49,10 +56,22 @@ def simulate_history(args: argparse.Namespace) -> int:
         raise UsageError(f"--history: {exc}") from None
     if not 0 <= args.effect <= 3:
         raise UsageError(f"--effect: expected 0 to 3, found {args.effect}")
+    end_ns = time.time_ns()
+    if args.until:
+        try:
+            day = dt.date.fromisoformat(args.until)
+        except ValueError:
+            raise UsageError(
+                f"--until: expected a date like 2026-12-01, found {args.until!r}"
+            ) from None
+        end_ns = (
+            int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp())
+            * 10**9
+        )
     cfg = history.HistoryConfig(
         patients=args.patients,
         weeks=weeks,
-        end_ns=time.time_ns(),
+        end_ns=end_ns,
         site=args.site,
         seed=args.seed,
         effect=args.effect,

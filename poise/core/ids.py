@@ -68,7 +68,7 @@ def id_problem(kind: str, value: object) -> str | None:
         hit = _deny.search(value)
         if hit is not None:
             return (
-                f"{kind} id {value!r} looks like a date or a name ({hit.group(0)!r}); use a "
+                f"{kind} id {value!r} looks like a name or a date ({hit.group(0)!r}); use a "
                 f"pseudonymous code such as P0042 (the rule is {DENY_ENV}, docs/security.md)"
             )
     return None

@@ -136,7 +136,7 @@ class TomlReader:
             return value
         if not is_id(value):
             if isinstance(value, str) and ID_RE.fullmatch(value):
-                # the right characters, but it looks like a date or a name
+                # the right characters, but it looks like a name or a date
                 problem = id_problem(self.path_of(key), value)
                 raise self.error(f"{self.name}: field '{self.path_of(key)}': {problem}")
             raise self.fail(key, expected, value)

@@ -21,6 +21,11 @@ from poise.core.ids import check_id
 from poise.core.influx import DERIVED_RP, InfluxV1
 
 TANDEM = "steadi_4stage/tandem"
+# quality flags that make a quiet-stance trial's sway incomparable with the others (a step,
+# a trial under 10 s, a clipped signal): such trials stay out of the sway trends
+SWAY_EXCLUDING_FLAGS = frozenset(
+    {"loss_of_balance", "too_short", "clipping", "no_data", "unscorable"}
+)
 LABELS = {"rms_m_s2": "trunk RMS", "jerk_m2_s6": "jerk", "path_rate_m_s3": "path rate"}
 SWAY_EXERCISES = ("quiet_stance",)
 
@@ -158,6 +163,11 @@ def _per_session(
     return tuple(t for t, _ in pts), tuple(v for _, v in pts)
 
 
+def sway_excluded(r: dict[str, Any]) -> bool:
+    flags = {f for f in str(r.get("flags") or "").split(",") if f}
+    return r.get("exercise") in SWAY_EXERCISES and bool(flags & SWAY_EXCLUDING_FLAGS)
+
+
 def _tandem_not_reached(data: PatientData) -> list[dict[str, Any]]:
     """A tandem hold of 0 s for each 4-stage test that stopped before the tandem stage (an
     earlier stage failed): the test stops at the first failure, and leaving such sessions
@@ -191,6 +201,8 @@ def series(data: PatientData) -> list[tr.Series]:
     out: list[tr.Series] = []
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in (*data.trials, *_tandem_not_reached(data)):
+        if sway_excluded(r):
+            continue
         groups.setdefault(
             (str(r.get("exercise")), str(r.get("condition", "none")), str(r.get("side", "none"))),
             [],

@@ -114,6 +114,7 @@ class Model:
     versions: list[str] = field(default_factory=list)
     rules_source: str = ""
     chair_norm_unknown: bool = False  # chair stands done, but no age band and sex to judge
+    sway_excluded: int = 0  # quiet-stance trials left out of the sway trends (quality flags)
 
 
 def _figures(data: d.PatientData, rv: tr.Review, profile: d.PatientProfile) -> list[Figure]:
@@ -325,6 +326,7 @@ def build(
         figures=_figures(data, rv, profile),
         versions=versions,
         rules_source=rules.source,
+        sway_excluded=sum(d.sway_excluded(r) for r in data.trials),
         chair_norm_unknown=(
             (lt := d.latest_tests(data, profile)).chair_stands is not None
             and lt.chair_below_norm is None

@@ -98,7 +98,8 @@ class WorkerService:
         self.stats = ServiceStats()
         self.lock = threading.Lock()  # core and the pending writes
         self._host, self._port = mqtt_host, mqtt_port
-        self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage]] = queue.Queue()
+        # (connection epoch, message, monotonic time of receipt)
+        self._inbox: queue.Queue[tuple[int, mqtt.MQTTMessage, float]] = queue.Queue()
         self._jobs: queue.Queue[Job] = queue.Queue()
         self._stop = threading.Event()
         self._epoch = 0
@@ -185,7 +186,7 @@ class WorkerService:
             log.warning("lost the broker (%s)", rc)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put((self._epoch, msg))
+        self._inbox.put((self._epoch, msg, time.monotonic()))
 
     # --- lifecycle ---
     def start(self) -> None:
@@ -225,14 +226,14 @@ class WorkerService:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                epoch, msg = self._inbox.get(timeout=self.sp.flush_s)
+                epoch, msg, received_s = self._inbox.get(timeout=self.sp.flush_s)
             except queue.Empty:
                 with self.lock:
                     self._tick()
                     self._flush()
                 continue
             try:
-                self._handle(epoch, msg)
+                self._handle(epoch, msg, received_s)
             except Exception:
                 # never a crash: count it, acknowledge so it cannot block the stream
                 log.exception("failed on a message on %s", msg.topic)
@@ -240,10 +241,13 @@ class WorkerService:
                 self._ack(epoch, msg)
             if time.monotonic() - self._last_flush >= self.sp.flush_s:
                 with self.lock:
-                    self._tick()
+                    # silence by the clock only once caught up: a frame still waiting in
+                    # the inbox has arrived, it is just not processed yet
+                    if self._inbox.empty():
+                        self._tick()
                     self._flush()
 
-    def _handle(self, epoch: int, msg: mqtt.MQTTMessage) -> None:
+    def _handle(self, epoch: int, msg: mqtt.MQTTMessage, received_s: float) -> None:
         parts = msg.topic.split("/")
         kind = parts[2] if len(parts) > 2 else ""
         payload = bytes(msg.payload)
@@ -261,7 +265,7 @@ class WorkerService:
                     self._ack(epoch, msg)
                     return
                 self.stats.messages["frames"] += 1
-                out = self.core.on_frame(key.site, key.patient, frame, time.monotonic())
+                out = self.core.on_frame(key.site, key.patient, frame, received_s)
             elif kind == "session" and len(parts) == 5:
                 self.stats.messages["events"] += 1
                 out = self.core.on_event(parts[3], parts[4], payload)

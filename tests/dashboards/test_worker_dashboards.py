@@ -38,17 +38,6 @@ BALANCE = ("quiet_stance", "steadi_4stage/")
 # follow it (events and frames travel on different topics; as fast as possible, frames of a
 # trial can overtake its start and the live scores of that trial go missing)
 SPEED = 10.0
-# Panels the worker leaves empty today, with why. The hand-written clinic of test_queries.py
-# covers their queries; when the worker fills them, this test says so and the entry goes.
-EMPTY_WITH_THE_WORKER = {
-    "Sway trace (AP, ML)": "the worker writes no sway_trace points",
-    "Samples lost": "gateways report lost_samples (a count); the worker stores lost_pct only "
-    "when a status carries that key",
-    "Sample rate": "gateways report effective_rate_hz; the worker stores rate_hz only when a "
-    "status carries that key",
-    "Silence": "the worker writes no silent_s (it raises sensor_silent alerts instead)",
-}
-UNWRITTEN_FIELDS = {"rate_hz", "lost_pct", "silent_s"}  # of sensor_status, as above
 
 
 def _doc(name: str) -> dict[str, Any]:
@@ -206,9 +195,7 @@ def test_live_session_during_each_trial(clinic) -> None:
                 for pq in panel_queries(doc)
             }
             for (panel, _ref), (pq, series) in got.items():
-                wanted = [
-                    c for c in pq.columns if "baseline" not in c and c not in UNWRITTEN_FIELDS
-                ]
+                wanted = [c for c in pq.columns if "baseline" not in c]
                 if series and all(_filled(series, c) for c in wanted):
                     filled.add(panel)
             sway = got[("Sway RMS against the baseline band", "A")][1]
@@ -230,7 +217,9 @@ def test_live_session_during_each_trial(clinic) -> None:
             assert {s["tags"]["sensor"] for s in sensors} == {
                 plan.sensor(x) for x in ("lowerback", "thigh", "shank")
             }
-            assert not any(_filled(sensors, c) for c in UNWRITTEN_FIELDS)
+            # rate, loss and silence as the gateway reports them
+            for column in ("rate_hz", "lost_pct", "silent_s", "battery_pct", "rssi_dbm"):
+                assert _filled(sensors, column), column
         # live sway during every quiet stance
         assert swayed, plan.patient
         assert all(swayed), plan.patient
@@ -245,12 +234,15 @@ def test_live_session_during_each_trial(clinic) -> None:
         alerts = _series(influx, by_panel["annotation Alerts"], chosen, end_ms, whole)
         kinds = {s["tags"]["kind"] for s in alerts}
         if plan.patient == "p001":
-            assert kinds == set()
+            # nothing clinical; on a heavily loaded machine the 10x replay can stall one
+            # sensor's frames long enough for the worker to call it silent
+            assert kinds <= {"sensor_silent"}
         else:
             assert set(plan.expected_alerts) <= kinds
+    # every panel shows data at some point of the session; open alerts only while one is
+    # open, which a look at the end of a trial need not catch
     panels = {p["title"] for p in doc["panels"]}
-    assert filled >= panels - set(EMPTY_WITH_THE_WORKER) - {"Open alerts"}
-    assert not filled & set(EMPTY_WITH_THE_WORKER)
+    assert filled >= panels - {"Open alerts"}
 
 
 def test_overview_progress_and_device_health_at_the_end(clinic) -> None:
@@ -284,9 +276,7 @@ def test_overview_progress_and_device_health_at_the_end(clinic) -> None:
             "shoulder abduction",
         )
     }
-    expected_empty = rom_unused | {
-        f"device-health: {t} A" for t in EMPTY_WITH_THE_WORKER if t != "Sway trace (AP, ML)"
-    }
+    expected_empty = set(rom_unused)
     # the session stop ends every alert episode: none is open at the end
     expected_empty.add("clinic-overview: Active patients D")
     # only patient 2 has the earlier trials a baseline (and so the band) needs

@@ -52,7 +52,7 @@ def _default_rule():
 @pytest.mark.parametrize("value", REFUSED)
 def test_name_and_date_like_ids_are_refused(value):
     assert not ids.is_id(value)
-    with pytest.raises(ids.IdError, match="looks like a date or a name"):
+    with pytest.raises(ids.IdError, match="looks like a name or a date"):
         ids.check_id("patient", value)
 
 
@@ -95,13 +95,13 @@ def test_every_entry_refuses_a_name_like_id(tmp_path):
         "session": "s-1",
         "placement": [],
     }
-    with pytest.raises(EventError, match="looks like a date or a name"):
+    with pytest.raises(EventError, match="looks like a name or a date"):
         events.from_json(doc, "t", name)
-    with pytest.raises(EventError, match="looks like a date or a name"):
+    with pytest.raises(EventError, match="looks like a name or a date"):
         events.from_json({**doc, "session": "Jane_Doe"}, "t", "p1")
     cfg = tmp_path / "gw.toml"
     cfg.write_text((DOCS / "gateway.example.toml").read_text().replace('"p-0042"', f'"{name}"'))
-    with pytest.raises(ConfigError, match="looks like a date or a name"):
+    with pytest.raises(ConfigError, match="looks like a name or a date"):
         load_gateway_config(cfg)
 
 
@@ -119,7 +119,7 @@ def _poise(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_the_command_line_refuses_with_exit_2_and_follows_poise_id_deny(tmp_path):
     res = _poise("simulate", "--mqtt", "127.0.0.1:1", "--site", "Jane_Doe", "--duration", "1")
     assert res.returncode == 2, res.stderr
-    assert "looks like a date or a name" in res.stderr
+    assert "looks like a name or a date" in res.stderr
     assert "Traceback" not in res.stderr
     res = _poise("stack", "up", "--dir", str(tmp_path / "s"), "--site", "P1", POISE_ID_DENY="^P")
     assert res.returncode == 2, res.stderr

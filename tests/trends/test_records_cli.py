@@ -87,6 +87,27 @@ def test_history_truth_and_idempotent_writes(seeded) -> None:
         q1 = q + " WHERE patient = 'idem001'"
         assert db.scalar(q1) == sum(p["measurement"] == "session_summary" for p in points)
         assert n == len(points)
+        # the CLI with --until: a rerun overwrites
+        argv = (
+            "simulate",
+            "--history",
+            "2w",
+            "--patients",
+            "1",
+            "--seed",
+            "3",
+            "--site",
+            "rerun",
+            "--influx",
+            url,
+            "--until",
+            "2026-11-30",
+        )
+        for _ in range(2):
+            code, out, err = run(*argv)
+            assert code == 0, err
+        n_sessions = json.loads(out)["patients"]["h001"]["sessions"]
+        assert db.scalar(q + " WHERE site = 'rerun'") == n_sessions
 
 
 def _dark_share(png: Path) -> float:
@@ -206,15 +227,8 @@ def test_csv_and_parquet_exports_with_raw_samples(seeded, tmp_path: Path) -> Non
     import pyarrow.parquet as pq
 
     url, truth = seeded
-    patient = next(iter(truth["patients"]))
+    patient = "h002"  # h001 also has the rerun history of another site (see above)
     with admin(url) as db:
-        t0 = int(
-            db.scalar(
-                f'SELECT last("duration_s") FROM "derived"."session_summary" '
-                f"WHERE patient = '{patient}'"
-            )
-            or 0
-        )
         series = db.query(
             f'SELECT last("duration_s") FROM "derived"."session_summary" '
             f"WHERE patient = '{patient}'"

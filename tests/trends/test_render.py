@@ -111,3 +111,16 @@ def test_the_committed_sample_is_current(tmp_path) -> None:
     assert words(fresh) == words(committed), (
         "regenerate: python -m poise.report.sample docs/samples"
     )
+
+
+def test_flagged_quiet_stance_trials_stay_out_of_the_sway_trend() -> None:
+    points, _truth = h.generate(h.HistoryConfig(patients=1, seed=0))
+    stance = [p for p in points if p["tags"].get("exercise") == "quiet_stance"]
+    stance[5]["fields"] = {**stance[5]["fields"], "flags": "loss_of_balance", "rms_m_s2": 9.0}
+    data = d.from_points(points, "h001")
+    rms = [s for s in d.series(data) if s.metric == "rms_m_s2"]
+    assert all(9.0 not in s.values for s in rms)
+    assert sum(len(s.values) for s in rms) == len(stance) - 1
+    model = render.build(data)
+    assert model.sway_excluded == 1
+    assert "1 quiet-stance trial left out" in render.to_html(model)

@@ -195,6 +195,8 @@ def test_cli_refuses_bad_input(tmp_path, capsys):
     assert main(["analyze", "intensity", str(f)]) == 2
     assert "acc_y" in capsys.readouterr().err
     t, acc = steady(1.0, 10.0)
+    # a living signal (a constant one is refused before anything else: a stuck sensor)
+    acc = acc + np.random.default_rng(0).normal(0.0, 0.02, acc.shape)
     g = tmp_path / "ok.csv"
     _write_csv(g, t, acc)
     assert main(["analyze", "intensity", str(g), "--hr-rest", "60", "--hr-max", "180"]) == 2
