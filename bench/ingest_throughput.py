@@ -89,17 +89,21 @@ def ingest_round(
     before = influx.count_samples(where)
     assert before == 0
     # 3. the ingest comes back and drains the queue into InfluxDB
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     ing = Ingest(info.mqtt_host, info.mqtt_port, influx, client_id=client_id, **login)
     ing.start()
     while ing.stats.samples_written < n_samples:
         time.sleep(0.01)
     elapsed = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu_start  # this process: the ingest's threads
     ing.stop()
     stored = influx.count_samples(where)
     if stored != n_samples:
         raise RuntimeError(f"ingest stored {stored} of {n_samples} samples")
-    return n_samples / elapsed, ing.stats.as_dict()
+    return n_samples / elapsed, {
+        **ing.stats.as_dict(),
+        "cpu_us_per_sample": cpu_s / n_samples * 1e6,
+    }
 
 
 def main() -> dict[str, Any]:
@@ -114,16 +118,18 @@ def main() -> dict[str, Any]:
         t0 = time.time_ns() - 3600 * 10**9
         # warm-up: the first writes to a new shard are slower than the rest
         ceiling_round(influx, 20_000, args.sensors, 999, t0)
-        ceilings, ingests, ratios = [], [], []
+        ceilings, ingests, ratios, cpus = [], [], [], []
         for r in range(args.rounds):
             c = ceiling_round(influx, args.samples, args.sensors, 2 * r, t0)
             i, stats = ingest_round(stack, influx, args.samples, args.sensors, 2 * r + 1, t0)
             ceilings.append(c)
             ingests.append(i)
             ratios.append(i / c)
+            cpus.append(stats["cpu_us_per_sample"])
             print(
                 f"round {r + 1}: ceiling {c:,.0f} samples/s, ingest {i:,.0f} samples/s, "
-                f"ratio {i / c:.2f} (batches {stats['batches']})",
+                f"ratio {i / c:.2f} (batches {stats['batches']}, "
+                f"ingest CPU {cpus[-1]:.2f} us/sample)",
                 flush=True,
             )
         result = {
@@ -133,6 +139,8 @@ def main() -> dict[str, Any]:
             "ingest_samples_per_s_median": round(statistics.median(ingests)),
             "ratio_median": round(statistics.median(ratios), 3),
             "ratio_min": round(min(ratios), 3),
+            # CPU time of the ingest per sample: less sensitive to other load than the rates
+            "ingest_cpu_us_per_sample_median": round(statistics.median(cpus), 2),
         }
         print(json.dumps(result))
         return result
