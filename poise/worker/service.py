@@ -442,6 +442,20 @@ def sway_baseline(
     return base, p.default_mdc_rms_m_s2
 
 
+def _stored_alert_kinds(influx: InfluxV1, site: str, patient: str, trial: str) -> set[str]:
+    """Kinds of the alerts already stored for one trial."""
+    try:
+        series = influx.query(
+            f'SELECT "active" FROM "{DERIVED_RP}"."alert" WHERE '
+            f"site='{check_id('site', site)}' AND patient='{check_id('patient', patient)}' "
+            f"AND trial='{check_id('trial', trial)}' GROUP BY kind"
+        )
+    except InfluxError as exc:
+        log.warning("could not look up the trial's alerts (%s)", exc)
+        return set()
+    return {str(s.get("tags", {}).get("kind")) for s in series if s.get("values")}
+
+
 def run_job(
     influx: InfluxV1, job: Job, sp: ServiceParams | None = None
 ) -> tuple[list[Point], list[Point]]:
@@ -483,8 +497,12 @@ def run_job(
         if not complete and seen:
             flags = [f for f in str(summary.fields.get("flags", "")).split(",") if f]
             summary.fields["flags"] = ",".join([*flags, "incomplete_data"])
-        # an alert the live path raised already (an episode of its own) is not raised twice
-        raised = set(d.get("live_alerts", []))
+        # an alert the live path raised already (an episode of its own) is not raised twice:
+        # neither those the trial's state names, nor any already stored for this trial (the
+        # live one may have come after the stop event, or before a restart)
+        raised = set(d.get("live_alerts", [])) | _stored_alert_kinds(
+            influx, job.site, job.patient, info.trial
+        )
         return [summary, *reps], [a for a in alerts if a.tags["kind"] not in raised]
     # a session: its trials' summaries are in InfluxDB already (jobs run in order)
     series = influx.query(
