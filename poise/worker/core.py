@@ -124,6 +124,7 @@ class _Session:
     intensity: intensity.LiveIntensity | None = None
     intensity_sensor: str | None = None
     intensity_cut: str = "lumbar"
+    intensity_seen: int = 0  # samples of the intensity sensor received since the start
 
     def rx(self) -> rx.Prescription | None:
         return None if self.prescription is None else rx.from_dict(self.prescription)
@@ -256,23 +257,26 @@ class WorkerCore:
             "placements": [asdict(p) for p in s.placements],
             "prescription": s.prescription,
             "ap_axis": self.p.ap_axis,
-            "seen_samples": self._seen_before_stop(key, t),
+            "seen_samples": {
+                sensor: self._seen_before(key, sensor, n, t.info["start_ns"], t.info["stop_ns"])
+                for sensor, n in t.seen.items()
+            },
             "live_alerts": list(t.live_alerts),
         }
         self._job(Job("trial", key[0], key[1], job), out)
         s.trial = None
 
-    def _seen_before_stop(self, key: tuple[str, str], t: _Trial) -> dict[str, int]:
-        """The trial's samples seen so far, less those at or after its stop (fed while the
-        stop event was still on its way): a lower bound of what InfluxDB must hold. Samples
-        that arrive after the stop event are not in it; that only makes the wait shorter."""
-        lo_s = max(t.info["start_ns"], t.info["stop_ns"]) / 1e9
-        out = {}
-        for sensor, n in t.seen.items():
-            st = self.sensors.get((key[0], key[1], sensor))
-            late = sum(c.between(lo_s, np.inf).n for c in st.ring) if st is not None else 0
-            out[sensor] = max(0, n - late)
-        return out
+    def _seen_before(
+        self, key: tuple[str, str], sensor: str, n: int, start_ns: int, stop_ns: int
+    ) -> int:
+        """``n`` samples of a sensor seen since ``start_ns``, less those at or after the stop
+        (fed while the stop event was still on its way): a lower bound of what InfluxDB must
+        hold in the window. Samples that arrive after the stop event are not in it; that only
+        makes the wait shorter."""
+        lo_s = max(start_ns, stop_ns) / 1e9
+        st = self.sensors.get((key[0], key[1], sensor))
+        late = sum(c.between(lo_s, np.inf).n for c in st.ring) if st is not None else 0
+        return max(0, n - late)
 
     def _stop_session(self, key: tuple[str, str], s: _Session, t_ns: int, out: Output) -> None:
         for ep_key in [k for k in self.episodes if k.startswith(f"{key[0]}/{key[1]}/")]:
@@ -289,6 +293,12 @@ class WorkerCore:
             "fatigue": list(s.fatigue),
             "intensity_sensor": s.intensity_sensor,
             "intensity_cut": s.intensity_cut,
+            # what InfluxDB must hold of the intensity sensor before the summary reads it
+            "intensity_seen": 0
+            if s.intensity_sensor is None
+            else self._seen_before(
+                key, s.intensity_sensor, s.intensity_seen, s.start_ns, max(t_ns, s.start_ns + 1)
+            ),
         }
         self._job(Job("session", key[0], key[1], job), out)
         del self.sessions[key]
@@ -410,6 +420,7 @@ class WorkerCore:
             return out
         if s.intensity_sensor == frame.sensor_id:
             live = samples.between(s.start_ns / 1e9, np.inf)
+            s.intensity_seen += live.n
             if live.n:
                 if s.intensity is None:
                     s.intensity = intensity.LiveIntensity(
@@ -811,6 +822,7 @@ class WorkerCore:
                     "pain": s.pain,
                     "fatigue": s.fatigue,
                     "trial": None if s.trial is None else _trial_state(s.trial),
+                    "intensity_seen": s.intensity_seen,
                 }
                 for k, s in self.sessions.items()
             ],
@@ -842,6 +854,7 @@ class WorkerCore:
             pick = intensity_sensor(s.placements)
             if pick is not None:
                 s.intensity_sensor, s.intensity_cut = pick
+            s.intensity_seen = int(d.get("intensity_seen", 0))
             if d["trial"] is not None:
                 s.trial = _trial_from(d["trial"])
             self.sessions[(d["site"], d["patient"])] = s

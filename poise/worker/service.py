@@ -531,6 +531,10 @@ def run_job(
             d["stop_ns"],
             timeout_s=sp.wait_stored_s,
             settle_s=sp.settle_s,
+            # the samples the worker saw: a stretch a restarted ingest still owes is waited for
+            seen={d["intensity_sensor"]: (d["start_ns"], d["stop_ns"], int(n))}
+            if (n := d.get("intensity_seen", 0))
+            else None,
         )
         samples = rawdata.read_samples(
             influx, job.site, job.patient, d["intensity_sensor"], d["start_ns"], d["stop_ns"]

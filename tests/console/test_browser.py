@@ -106,11 +106,18 @@ def test_a_live_session_in_the_browser(stack, tmp_path: Path, browser) -> None:
         shot(page, "login-refused")
         # by keyboard only: the name field has the focus, Tab to the password, Enter sends
         page.goto(f"{url}/login")
+        # autofocus is applied after load; wait for it rather than type into nothing
+        wait_js(page, "document.activeElement && document.activeElement.id === 'name'")
         page.keyboard.type("anna")
         page.keyboard.press("Tab")
         page.keyboard.type(PASSWORD)
         page.keyboard.press("Enter")
-        page.wait_for_url(f"{url}/")
+        try:
+            page.wait_for_url(f"{url}/")
+        except playwright.TimeoutError as exc:
+            shot(page, "login-by-keyboard-failed")
+            page_text = page.content()[:2000]
+            raise AssertionError(f"keyboard sign-in stayed at {page.url}: {page_text}") from exc
         shot(page, "room-empty")
 
         # a patient with the simulator's sensor ids, and a prescription saved from the form

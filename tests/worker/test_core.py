@@ -140,6 +140,20 @@ def test_joint_live_follows_the_angle(plans):
     assert last.fields["max_rom_deg"] == 100.0
 
 
+def without(d: dict, keys: tuple[str, ...]) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def test_session_job_says_how_many_intensity_samples_it_saw(ref2):
+    """The session summary waits until InfluxDB holds the intensity sensor's samples the
+    worker saw (a stretch a restarted ingest still owes is then waited for)."""
+    (job,) = [j for j in ref2.jobs if j.kind == "session"]
+    d = job.payload
+    assert d["intensity_sensor"]
+    expected = (d["stop_ns"] - d["start_ns"]) / 10_000_000  # 100 Hz
+    assert abs(d["intensity_seen"] - expected) <= 2
+
+
 @pytest.mark.parametrize("lead_s", [-3.0, 0.5, 3.0])
 def test_events_ahead_of_or_behind_the_data(plans, ref2, lead_s):
     """Frames and events travel apart. Trials (hence their summaries) do not change either
@@ -147,17 +161,21 @@ def test_events_ahead_of_or_behind_the_data(plans, ref2, lead_s):
     for their 100 ms batch) change nothing else either; events behind it let a trial's live
     scores see the samples after its stop until the stop arrives."""
     got = play(WorkerCore(baseline=baseline), plans[1], lead_s=lead_s)
-    assert [j.payload["info"] if j.kind == "trial" else j.payload for j in got.jobs] == [
-        j.payload["info"] if j.kind == "trial" else j.payload for j in ref2.jobs
-    ]
+    drop = ("seen_samples", "intensity_seen")
+
+    def plain(j):
+        return j.payload["info"] if j.kind == "trial" else without(j.payload, drop)
+
+    assert [plain(j) for j in got.jobs] == [plain(j) for j in ref2.jobs]
     for g, r in zip(got.jobs, ref2.jobs, strict=True):
         # samples seen before the stop: what the summary waits for; never more than stored
         for sensor, n in g.payload.get("seen_samples", {}).items():
             assert n <= r.payload["seen_samples"][sensor] + 2
+        if g.kind == "session":
+            assert g.payload["intensity_seen"] <= r.payload["intensity_seen"] + 2
     if lead_s > 0:
-        drop = ("seen_samples",)
-        assert [{k: v for k, v in j.payload.items() if k not in drop} for j in got.jobs] == [
-            {k: v for k, v in j.payload.items() if k not in drop} for j in ref2.jobs
+        assert [without(j.payload, drop) for j in got.jobs] == [
+            without(j.payload, drop) for j in ref2.jobs
         ]
         assert [k for k, _t in kinds(got, "p002")] == [k for k, _t in kinds(ref2, "p002")]
 
