@@ -36,7 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from poise.core import topics, wire
 from poise.core.influx import InfluxError, InfluxV1, frame_text, tags_for
 from poise.core.plausible import frame_problem
-from poise.core.ratelog import RateLimitedLog
+from poise.core.ratelog import RateLimit, RateLimitedLog
 from poise.core.tls import configure_mqtt
 
 log = logging.getLogger("poise.ingest")
@@ -56,6 +56,10 @@ class IngestParams:
     # existing one: changing it is the operator's ALTER RETENTION POLICY (docs/security.md)
     raw_retention: str = "30d"
     derived_retention: str = "INF"
+    # dead letters per refusal reason: this many at once, then this many a second; a flood's
+    # rest is only counted (``deadletters_withheld``), so it costs no second message each
+    deadletter_burst: int = 200
+    deadletter_per_s: float = 20.0
 
 
 @dataclass
@@ -68,6 +72,7 @@ class IngestStats:
     connects: int = 0
     redelivered: int = 0  # frames the broker sent again (DUP flag): written again, harmlessly
     status_conflicts: int = 0  # a sensor's status announced under a second site
+    deadletters_withheld: int = 0  # refused frames beyond the dead-letter rate: counted only
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +85,7 @@ class IngestStats:
             "connects": self.connects,
             "redelivered": self.redelivered,
             "status_conflicts": self.status_conflicts,
+            "deadletters_withheld": self.deadletters_withheld,
         }
 
 
@@ -201,6 +207,7 @@ class Ingest:
         self.influx = influx
         self.stats = IngestStats()
         self._rejections = RateLimitedLog(log)
+        self._deadletters = RateLimit(self.p.deadletter_per_s, self.p.deadletter_burst)
         self.sites = SensorSites()
         self._host, self._port = mqtt_host, mqtt_port
         self._queue: queue.Queue[_Msg] = queue.Queue()
@@ -461,7 +468,10 @@ class Ingest:
         # The topic holds pseudonymous ids only, so it may be logged (at a bounded rate).
         self._rejections.warning(reason, "rejected a frame on %s: %s", msg.topic, detail)
         # the payload itself, with its reason, for whoever keeps dead letters (an operator's
-        # subscriber); not retained and not queued for anyone absent
+        # subscriber); not retained and not queued for anyone absent; at a bounded rate
+        if not self._deadletters.allow(reason):
+            self.stats.deadletters_withheld += 1
+            return
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.UserProperty = [("reason", reason), ("topic", msg.topic)]
         self._client.publish(topics.DEADLETTER_INGEST, msg.payload, qos=0, properties=props)

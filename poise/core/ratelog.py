@@ -40,3 +40,31 @@ class RateLimitedLog:
             self.log.warning(msg, *args)
         self._last = now
         return True
+
+
+class RateLimit:
+    """A token bucket per key: ``allow(key)`` is True at most ``burst`` times at once and
+    ``per_s`` times a second on average after that. For work a flood must not multiply (a
+    dead letter per refused frame): what is not allowed is counted in ``withheld``."""
+
+    def __init__(
+        self, per_s: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if per_s < 0 or burst < 1:
+            raise ValueError(f"a rate limit needs per_s >= 0 and burst >= 1, got {per_s}, {burst}")
+        self.per_s = per_s
+        self.burst = burst
+        self.clock = clock
+        self._tokens: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self.withheld: Counter[str] = Counter()
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        tokens, at = self._tokens.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.per_s)
+        if tokens >= 1.0:
+            self._tokens[key] = (tokens - 1.0, now)
+            return True
+        self._tokens[key] = (tokens, now)
+        self.withheld[key] += 1
+        return False

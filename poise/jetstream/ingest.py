@@ -24,6 +24,7 @@ from typing import Any
 from poise.core import topics, wire
 from poise.core.influx import InfluxError, InfluxV1, frame_text, tags_for
 from poise.core.plausible import frame_problem
+from poise.core.ratelog import RateLimit, RateLimitedLog
 from poise.ingest import IngestStats
 from poise.jetstream import layout
 
@@ -40,6 +41,8 @@ class NatsIngestParams:
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
     log_every_s: float = 10.0  # rejected frames are logged at most once per this, with counts
+    deadletter_burst: int = 200  # dead letters per reason at once, then per second (the rest
+    deadletter_per_s: float = 20.0  # of a flood only counted: as the MQTT ingest does)
 
 
 class FrameRejectedError(Exception):
@@ -84,8 +87,8 @@ class NatsIngest:
         self.p = params or NatsIngestParams()
         self.stats = IngestStats()
         self._user, self._password, self._tls_ca = user, password, tls_ca
-        self._last_log = 0.0
-        self._unlogged = 0
+        self._rejections = RateLimitedLog(log, self.p.log_every_s)
+        self._deadletters = RateLimit(self.p.deadletter_per_s, self.p.deadletter_burst)
         self.ready = asyncio.Event()
         self._nc: Any = None
 
@@ -205,24 +208,17 @@ class NatsIngest:
     async def _reject(self, js: Any, m: Any, reason: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
         # dead letters go out on core NATS: whoever keeps them (a stream of their own, an
-        # operator's subscriber) decides for how long
-        await self._nc.publish(
-            f"{layout.DEAD_LETTER_PREFIX}.ingest",
-            m.data,
-            headers={"Poise-Reason": reason, "Poise-Subject": m.subject},
-        )
-        await m.term()
-        now = time.monotonic()
-        if now - self._last_log >= self.p.log_every_s:
-            log.warning(
-                "rejected a frame on %s: %s (%d more rejected since the last message)",
-                m.subject,
-                detail,
-                self._unlogged,
+        # operator's subscriber) decides for how long; at a bounded rate
+        if self._deadletters.allow(reason):
+            await self._nc.publish(
+                f"{layout.DEAD_LETTER_PREFIX}.ingest",
+                m.data,
+                headers={"Poise-Reason": reason, "Poise-Subject": m.subject},
             )
-            self._last_log, self._unlogged = now, 0
         else:
-            self._unlogged += 1
+            self.stats.deadletters_withheld += 1
+        await m.term()
+        self._rejections.warning(reason, "rejected a frame on %s: %s", m.subject, detail)
 
 
 def run_forever(ingest: NatsIngest, stats_every_s: float) -> dict[str, Any]:
