@@ -7,14 +7,21 @@ becomes visible, the time since that sample's timestamp (its frame's 100 ms of b
 included) is one latency observation. A size is *sustained* when everything published is
 stored within 10 s of the end and the p99 stays under 2 s.
 
-Flood: the same number of good frames queued at the broker alone, then interleaved with as
-many malformed ones; the ingest drains each backlog; the ratio of good samples per second
-with and without the flood, in alternating rounds.
+Flood, saturated: the same number of good frames queued at the broker alone, then
+interleaved with as many malformed ones; the ingest drains each backlog; the ratio of good
+samples per second with and without the flood, in alternating rounds. This is the worst
+case: the ingest has no spare time, so every refused frame's delivery and acknowledgement
+comes out of the good frames' time.
+
+Flood, live: a clinic's load in real time (100 sensors x 100 Hz) with and without a second
+gateway client sending malformed frames at a fixed rate beside it; good samples stored per
+second of the run (against what was published) and the latency of the good ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -35,9 +42,37 @@ from poise.stack import LocalStack
 SITE = "bench"
 FRAME = 10
 PERIOD_NS = 10_000_000
+_ROUNDS = itertools.count()
 
 
-def latency_round(stack: LocalStack, sensors: int, seconds: float) -> dict[str, Any]:
+def _flood(stack: LocalStack, per_s: float, names: list[str], stop: threading.Event) -> int:
+    """Malformed frames at ``per_s`` on the sensors' topics until ``stop``; how many were sent."""
+    info = stack.info()
+    bad = stack.mqtt_client("gateway", SITE)
+    bad.max_inflight_messages_set(5000)
+    bad.max_queued_messages_set(0)
+    bad.connect(info.mqtt_host, info.mqtt_port)
+    bad.loop_start()
+    sent = 0
+    t_begin = time.monotonic()
+    k = 0
+    while not stop.is_set():
+        k += 1
+        due = int(per_s * k * 0.1) - sent
+        for j in range(due):
+            bad.publish(topics.raw(SITE, "p0", names[j % len(names)]), b"\x00bad frame", qos=1)
+        sent += due
+        lag = t_begin + k * 0.1 - time.monotonic()
+        if lag > 0:
+            stop.wait(lag)
+    bad.disconnect()
+    bad.loop_stop()
+    return sent
+
+
+def latency_round(
+    stack: LocalStack, sensors: int, seconds: float, flood_per_s: float = 0.0
+) -> dict[str, Any]:
     info = stack.info()
     env = {**os.environ, **stack.env}
     tmp = Path(tempfile.mkdtemp(prefix="poise-bench-lat-"))
@@ -55,7 +90,7 @@ def latency_round(stack: LocalStack, sensors: int, seconds: float) -> dict[str, 
     gateway.max_queued_messages_set(0)
     gateway.connect(info.mqtt_host, info.mqtt_port)
     gateway.loop_start()
-    prefix = f"l{sensors}-"
+    prefix = f"l{sensors}r{next(_ROUNDS)}-"  # a round's own sensors: counts start at zero
     names = [f"{prefix}{i}" for i in range(sensors)]
     data = np.random.default_rng(0).normal(0, 1, (FRAME, 6)).astype(np.float32)
     latencies: list[float] = []
@@ -81,6 +116,14 @@ def latency_round(stack: LocalStack, sensors: int, seconds: float) -> dict[str, 
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
+    flood_stop = threading.Event()
+    flood_sent: list[int] = []
+    flooder = threading.Thread(
+        target=lambda: flood_sent.append(_flood(stack, flood_per_s, names, flood_stop)),
+        daemon=True,
+    )
+    if flood_per_s > 0:
+        flooder.start()
     start_ns = time.time_ns()
     t_begin = time.monotonic()
     n_frames = int(seconds * 10)
@@ -96,6 +139,9 @@ def latency_round(stack: LocalStack, sensors: int, seconds: float) -> dict[str, 
             frame = wire.Frame(sid, k * FRAME, t0, PERIOD_NS, wire.IMU6, data)
             gateway.publish(topics.raw(SITE, "p0", sid), wire.encode(frame), qos=1)
     published = n_frames * FRAME * sensors
+    flood_stop.set()
+    if flood_per_s > 0:
+        flooder.join(30)
     deadline = time.monotonic() + 10
     stored = 0
     while time.monotonic() < deadline:
@@ -114,6 +160,7 @@ def latency_round(stack: LocalStack, sensors: int, seconds: float) -> dict[str, 
     p99 = float(np.percentile(lat, 99))
     return {
         "sensors": sensors,
+        "flood_frames_sent": flood_sent[0] if flood_sent else 0,
         "published": published,
         "stored_within_10_s": stored,
         "p50_s": round(float(np.percentile(lat, 50)), 3),
@@ -168,9 +215,31 @@ def main() -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--flood-frames", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--live-flood-per-s", type=float, default=10_000.0,
+                    help="malformed frames a second beside 100 live sensors (default 10,000: "
+                    "ten times their good frames)")  # fmt: skip
+    ap.add_argument("--only", choices=["latency", "flood", "live-flood"], default=None,
+                    help="run one part only")  # fmt: skip
     args = ap.parse_args()
-    out: dict[str, Any] = {"latency": [], "flood": {}}
-    for n in args.sizes:
+    out: dict[str, Any] = {"latency": [], "flood": {}, "live_flood": {}}
+    if args.only in (None, "live-flood"):
+        with tempfile.TemporaryDirectory() as d, LocalStack(Path(d), sites=[SITE]) as stack:
+            rounds: dict[str, list[dict[str, Any]]] = {"clean": [], "flooded": []}
+            for r in range(args.rounds):
+                for name, rate in (("clean", 0.0), ("flooded", args.live_flood_per_s)):
+                    res = latency_round(stack, 100, args.seconds, rate)
+                    res["sensors"] = f"100 round {r + 1} {name}"
+                    print(json.dumps(res), flush=True)
+                    rounds[name].append(res)
+        out["live_flood"] = {
+            name: {
+                "stored_over_published_min": min(x["stored_within_10_s"] / x["published"] for x in rs),
+                "p99_s_median": statistics.median(x["p99_s"] for x in rs),
+                "flood_frames_per_s": round(statistics.median(x["flood_frames_sent"] for x in rs) / args.seconds),
+            }
+            for name, rs in rounds.items()
+        }  # fmt: skip
+    for n in args.sizes if args.only in (None, "latency") else []:
         with tempfile.TemporaryDirectory() as d, LocalStack(Path(d), sites=[SITE]) as stack:
             res = latency_round(stack, n, args.seconds)
         print(json.dumps(res), flush=True)
@@ -179,6 +248,9 @@ def main() -> dict[str, Any]:
             break
     sustained = [r["sensors"] for r in out["latency"] if r["sustained"]]
     out["most_sensors_sustained"] = max(sustained) if sustained else 0
+    if args.only not in (None, "flood"):
+        print(json.dumps(out))
+        return out
     with tempfile.TemporaryDirectory() as d, LocalStack(Path(d), sites=[SITE]) as stack:
         clean, flooded = [], []
         for r in range(args.rounds):
